@@ -1,0 +1,111 @@
+//! Microsoft Entra ID sign-in logs: the Azure Monitor diagnostic export (`properties` wrapper,
+//! categories `SignInLogs`, `NonInteractiveUserSignInLogs`, `ServicePrincipalSignInLogs`,
+//! `ManagedIdentitySignInLogs`) or the bare Graph `signIn` resource.
+//!
+//! Field map: `properties.sessionId` → session (older exports without it fall back to
+//! `correlationId`, the sign-in flow); `userId` (or `servicePrincipalId`) → user; `ipAddress`,
+//! `userAgent`, `location`, `autonomousSystemNumber` → client; `deviceDetail.deviceId` → device;
+//! `uniqueTokenIdentifier` → token id (hashed); `status.errorCode` 0 → success; `id` → source
+//! id. Every Entra sign-in issues a token: interactive ones without an incoming token start
+//! a session, ones that redeem a refresh token are refreshes.
+
+use serde_json::Value;
+
+use super::json::{get, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_time};
+use super::AdapterContext;
+use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
+use crate::reject::Rejection;
+
+/// Whether a record looks like an Entra sign-in.
+pub fn detect(v: &Value) -> bool {
+    let p = v.get("properties").unwrap_or(v);
+    p.get("userPrincipalName").is_some()
+        || p.get("uniqueTokenIdentifier").is_some()
+        || v.get("category").and_then(Value::as_str).is_some_and(|c| c.ends_with("SignInLogs"))
+}
+
+/// Maps one Entra sign-in record.
+pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection> {
+    let p = get(v, &["properties"]).unwrap_or(v);
+    if !p.is_object() {
+        return Err(Rejection::wrong_type("properties", "an object"));
+    }
+    let time_ms = if get(v, &["time"]).is_some() {
+        req_time(v, &["time"], "time")?
+    } else {
+        req_time(p, &["createdDateTime"], "properties.createdDateTime")?
+    };
+    let session_id = match opt_str(p, &["sessionId"], "properties.sessionId")? {
+        Some(s) => s.to_owned(),
+        None => opt_str(p, &["correlationId"], "properties.correlationId")?
+            .or(opt_str(v, &["correlationId"], "correlationId")?)
+            .ok_or_else(|| Rejection::missing("properties.sessionId"))?
+            .to_owned(),
+    };
+    let user_id = opt_str(p, &["userId"], "properties.userId")?
+        .or(opt_str(p, &["servicePrincipalId"], "properties.servicePrincipalId")?)
+        .or(opt_str(p, &["userPrincipalName"], "properties.userPrincipalName")?)
+        .ok_or_else(|| Rejection::missing("properties.userId"))?;
+    let error_code = match get(p, &["status", "errorCode"]) {
+        None => 0.0,
+        Some(_) => opt_f64(p, &["status", "errorCode"], "properties.status.errorCode")?.unwrap_or(0.0),
+    };
+    let incoming = opt_str(p, &["incomingTokenType"], "properties.incomingTokenType")?;
+    let interactive = match get(p, &["isInteractive"]) {
+        Some(Value::Bool(b)) => *b,
+        _ => v.get("category").and_then(Value::as_str) == Some("SignInLogs"),
+    };
+    let kind = match incoming {
+        Some(t) if t.to_ascii_lowercase().contains("refreshtoken") => EventKind::TokenRefreshed,
+        Some(t) if !t.eq_ignore_ascii_case("none") => EventKind::TokenIssued,
+        _ if interactive => EventKind::SessionStart,
+        _ => EventKind::TokenIssued,
+    };
+    let loc = ["location"];
+    let geo = Geo {
+        country: opt_str(p, &[loc[0], "countryOrRegion"], "properties.location.countryOrRegion")?
+            .map(str::to_owned),
+        city: opt_str(p, &[loc[0], "city"], "properties.location.city")?.map(str::to_owned),
+        lat: opt_f64(p, &[loc[0], "geoCoordinates", "latitude"], "properties.location.geoCoordinates.latitude")?,
+        lon: opt_f64(p, &[loc[0], "geoCoordinates", "longitude"], "properties.location.geoCoordinates.longitude")?,
+        accuracy_km: None,
+        asn: opt_u32(p, &["autonomousSystemNumber"], "properties.autonomousSystemNumber")?,
+        as_org: None,
+        is_proxy: None,
+    };
+    let token = opt_str(p, &["uniqueTokenIdentifier"], "properties.uniqueTokenIdentifier")?
+        .map(|t| ctx.hasher.hash(t));
+    let source_id = opt_id(p, &["id"], "properties.id")?
+        .or(opt_id(p, &["originalRequestId"], "properties.originalRequestId")?)
+        .ok_or_else(|| Rejection::missing("properties.id"))?;
+    Ok(SessionEvent {
+        time_ms,
+        kind,
+        success: error_code == 0.0,
+        session_id,
+        root_session_id: None,
+        parent_session_id: None,
+        user_id: user_id.to_owned(),
+        tenant: opt_str(v, &["tenantId"], "tenantId")?
+            .or(opt_str(p, &["homeTenantId"], "properties.homeTenantId")?)
+            .map(str::to_owned),
+        ip: match opt_ip(p, &["ipAddress"], "properties.ipAddress")? {
+            Some(ip) => Some(ip),
+            None => opt_ip(v, &["callerIpAddress"], "callerIpAddress")?,
+        },
+        user_agent: opt_str(p, &["userAgent"], "properties.userAgent")?.map(str::to_owned),
+        device_id: opt_str(p, &["deviceDetail", "deviceId"], "properties.deviceDetail.deviceId")?
+            .map(str::to_owned),
+        token,
+        refresh_token: None,
+        new_refresh_token: None,
+        scopes: Vec::new(),
+        app: opt_str(p, &["resourceDisplayName"], "properties.resourceDisplayName")?
+            .or(opt_str(p, &["appDisplayName"], "properties.appDisplayName")?)
+            .map(str::to_owned),
+        client_id: opt_str(p, &["appId"], "properties.appId")?.map(str::to_owned),
+        geo,
+        source: SourceFormat::Entra,
+        source_id,
+    })
+}

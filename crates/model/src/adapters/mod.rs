@@ -1,0 +1,190 @@
+//! Input adapters: raw bytes in any supported format to a [`SessionEvent`] or a [`Rejection`].
+
+pub mod entra;
+pub mod json;
+pub mod native;
+pub mod ocsf;
+pub mod okta;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+use crate::event::SessionEvent;
+use crate::reject::{RejectReason, Rejection};
+use crate::token::{TokenHash, TokenHasher};
+
+/// Default largest record accepted: 1 MiB. IdP records are a few KiB; anything larger is a
+/// mistake or an attack on the parser.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Which adapter to use for a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InputFormat {
+    /// Detect per record from its fields.
+    #[default]
+    Auto,
+    /// Vigil's native schema.
+    Native,
+    /// Okta System Log.
+    Okta,
+    /// Entra ID sign-in logs.
+    Entra,
+    /// OCSF Authentication / API Activity.
+    Ocsf,
+}
+
+impl InputFormat {
+    /// Every format name accepted by [`FromStr`].
+    pub const NAMES: [&'static str; 5] = ["auto", "native", "okta", "entra", "ocsf"];
+}
+
+impl FromStr for InputFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "native" => Self::Native,
+            "okta" => Self::Okta,
+            "entra" => Self::Entra,
+            "ocsf" => Self::Ocsf,
+            other => {
+                return Err(format!(
+                    "unknown input format {other:?} (expected one of {})",
+                    Self::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Okta => "okta",
+            Self::Entra => "entra",
+            Self::Ocsf => "ocsf",
+        })
+    }
+}
+
+/// What every adapter needs: the key for token hashes and the size limit.
+#[derive(Debug, Clone)]
+pub struct AdapterContext {
+    /// Keyed hasher for token identifiers.
+    pub hasher: TokenHasher,
+    /// Records larger than this are rejected unread.
+    pub max_record_bytes: usize,
+}
+
+impl AdapterContext {
+    /// A context with the given hash key and the default size limit.
+    pub fn new(key: &[u8]) -> Self {
+        Self { hasher: TokenHasher::new(key), max_record_bytes: DEFAULT_MAX_RECORD_BYTES }
+    }
+}
+
+/// Parses one record (one NDJSON line or one Kafka message value).
+pub fn parse_record(
+    bytes: &[u8],
+    format: InputFormat,
+    ctx: &AdapterContext,
+) -> Result<SessionEvent, Rejection> {
+    if bytes.len() > ctx.max_record_bytes {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("record is {} bytes, larger than the {} byte limit", bytes.len(), ctx.max_record_bytes),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!("record is not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()),
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        Rejection::new(RejectReason::MalformedJson, format!("record is not valid JSON: {e}"))
+    })?;
+    parse_value(&value, format, ctx)
+}
+
+/// Maps an already-parsed JSON value.
+pub fn parse_value(
+    value: &Value,
+    format: InputFormat,
+    ctx: &AdapterContext,
+) -> Result<SessionEvent, Rejection> {
+    if !value.is_object() {
+        return Err(Rejection::new(
+            RejectReason::NotAnObject,
+            format!("record is a JSON {}, not an object", json_type(value)),
+        ));
+    }
+    let format = match format {
+        InputFormat::Auto => detect(value).ok_or_else(|| {
+            Rejection::new(
+                RejectReason::UnknownFormat,
+                "record matches none of the native, okta, entra or ocsf shapes",
+            )
+        })?,
+        f => f,
+    };
+    match format {
+        InputFormat::Native | InputFormat::Auto => native::parse(value, ctx),
+        InputFormat::Okta => okta::parse(value, ctx),
+        InputFormat::Entra => entra::parse(value, ctx),
+        InputFormat::Ocsf => ocsf::parse(value, ctx),
+    }
+}
+
+/// Which format a JSON object is in, judged by the fields only that format has.
+pub fn detect(v: &Value) -> Option<InputFormat> {
+    if native::detect(v) {
+        Some(InputFormat::Native)
+    } else if okta::detect(v) {
+        Some(InputFormat::Okta)
+    } else if ocsf::detect(v) {
+        Some(InputFormat::Ocsf)
+    } else if entra::detect(v) {
+        Some(InputFormat::Entra)
+    } else {
+        None
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A token given either as an identifier (hashed here) or as a precomputed keyed hash.
+fn token_field(
+    v: &Value,
+    ctx: &AdapterContext,
+    id_field: &'static str,
+    hash_field: &'static str,
+) -> Result<Option<TokenHash>, Rejection> {
+    if let Some(id) = json::opt_id(v, &[id_field], id_field)? {
+        return Ok(Some(ctx.hasher.hash(&id)));
+    }
+    match json::opt_str(v, &[hash_field], hash_field)? {
+        None => Ok(None),
+        Some(h) => TokenHash::from_hex(h).map(Some).ok_or_else(|| {
+            Rejection::field(
+                RejectReason::InvalidValue,
+                hash_field,
+                format!("field {hash_field} must be a hex HMAC-SHA256 digest (32 to 64 hex digits)"),
+            )
+        }),
+    }
+}

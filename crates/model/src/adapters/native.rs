@@ -1,0 +1,67 @@
+//! Vigil's native JSON schema, `schemas/session-event.v1.json`.
+//!
+//! The schema API gateways and custom emitters write to. Tokens arrive as identifiers
+//! (`token_id`, such as a JWT `jti`), hashed here with the deployment key, or as keyed hashes
+//! computed upstream (`token_hash`); raw bearer values are not part of the schema.
+
+use serde_json::Value;
+
+use super::json::{
+    get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time, scopes,
+};
+use super::{AdapterContext, token_field};
+use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
+use crate::reject::{RejectReason, Rejection};
+
+/// Whether a record looks like the native schema.
+pub fn detect(v: &Value) -> bool {
+    v.get("session_id").is_some() && v.get("kind").is_some()
+}
+
+/// Maps one native record.
+pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection> {
+    let kind_str = req_str(v, &["kind"], "kind")?;
+    let kind = EventKind::parse(kind_str).ok_or_else(|| {
+        Rejection::field(
+            RejectReason::InvalidValue,
+            "kind",
+            format!("field kind has unknown value {:?}", super::json::clip(kind_str, 40)),
+        )
+    })?;
+    let geo = Geo {
+        country: opt_str(v, &["geo", "country"], "geo.country")?.map(str::to_owned),
+        city: opt_str(v, &["geo", "city"], "geo.city")?.map(str::to_owned),
+        lat: opt_f64(v, &["geo", "lat"], "geo.lat")?,
+        lon: opt_f64(v, &["geo", "lon"], "geo.lon")?,
+        accuracy_km: opt_u32(v, &["geo", "accuracy_km"], "geo.accuracy_km")?,
+        asn: opt_u32(v, &["asn"], "asn")?,
+        as_org: opt_str(v, &["as_org"], "as_org")?.map(str::to_owned),
+        is_proxy: opt_bool(v, &["is_proxy"], "is_proxy")?,
+    };
+    if get(v, &["geo"]).is_some_and(|g| !g.is_object()) {
+        return Err(Rejection::wrong_type("geo", "an object"));
+    }
+    Ok(SessionEvent {
+        time_ms: req_time(v, &["time"], "time")?,
+        kind,
+        success: opt_bool(v, &["success"], "success")?.unwrap_or(true),
+        session_id: req_str(v, &["session_id"], "session_id")?.to_owned(),
+        root_session_id: opt_str(v, &["root_session_id"], "root_session_id")?.map(str::to_owned),
+        parent_session_id: opt_str(v, &["parent_session_id"], "parent_session_id")?
+            .map(str::to_owned),
+        user_id: req_str(v, &["user_id"], "user_id")?.to_owned(),
+        tenant: opt_str(v, &["tenant"], "tenant")?.map(str::to_owned),
+        ip: opt_ip(v, &["ip"], "ip")?,
+        user_agent: opt_str(v, &["user_agent"], "user_agent")?.map(str::to_owned),
+        device_id: opt_id(v, &["device_id"], "device_id")?,
+        token: token_field(v, ctx, "token_id", "token_hash")?,
+        refresh_token: token_field(v, ctx, "refresh_token_id", "refresh_token_hash")?,
+        new_refresh_token: token_field(v, ctx, "new_refresh_token_id", "new_refresh_token_hash")?,
+        scopes: scopes(v, &["scopes"], "scopes")?,
+        app: opt_str(v, &["app"], "app")?.map(str::to_owned),
+        client_id: opt_str(v, &["client_id"], "client_id")?.map(str::to_owned),
+        geo,
+        source: SourceFormat::Native,
+        source_id: req_str(v, &["id"], "id")?.to_owned(),
+    })
+}
