@@ -26,6 +26,6 @@ pub mod time;
 pub mod token;
 
 pub use event::{EventKind, Geo, SessionEvent, SourceFormat};
-pub use output::{Action, Alert, Anomaly, Endpoint, Finding, Revocation, Severity, Subject};
+pub use output::{Action, Alert, Anomaly, Endpoint, Finding, Revocation, Severity, Subject, WindowStats};
 pub use reject::{RejectReason, Rejection};
 pub use token::{TokenHash, TokenHasher};

@@ -47,6 +47,16 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The severity a confidence level implies.
+    pub fn from_confidence(c: u8) -> Self {
+        match c {
+            0..=39 => Self::Low,
+            40..=69 => Self::Medium,
+            70..=89 => Self::High,
+            _ => Self::Critical,
+        }
+    }
+
     /// OCSF `severity_id` (2 Low .. 5 Critical).
     pub fn ocsf_id(self) -> u8 {
         match self {
@@ -220,6 +230,21 @@ impl Subject {
     }
 }
 
+/// The session's recent activity when the alert fired, for the analyst.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WindowStats {
+    /// Events in the last minute.
+    pub events_per_minute: u32,
+    /// Distinct client IPs in the window.
+    pub distinct_ips: u32,
+    /// Distinct ASNs in the window.
+    pub distinct_asns: u32,
+    /// Distinct device fingerprints in the window.
+    pub distinct_devices: u32,
+    /// Distinct user agents in the window.
+    pub distinct_user_agents: u32,
+}
+
 /// An alert: one finding, with the action policy chose and the record that triggered it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -237,11 +262,21 @@ pub struct Alert {
     pub source_id: String,
     /// Format of the triggering source record.
     pub source: SourceFormat,
+    /// The session's recent activity.
+    pub window: WindowStats,
+    /// Combined risk of the session's recent findings, 0..=100, that chose the action.
+    pub session_risk: u8,
 }
 
 impl Alert {
     /// Builds an alert with its deterministic id.
-    pub fn new(ev: &SessionEvent, finding: Finding, action: Action) -> Self {
+    pub fn new(
+        ev: &SessionEvent,
+        finding: Finding,
+        action: Action,
+        window: WindowStats,
+        session_risk: u8,
+    ) -> Self {
         let id = deterministic_id(&["alert", finding.detector, &ev.session_id, &ev.source_id]);
         Self {
             id,
@@ -251,6 +286,8 @@ impl Alert {
             action,
             source_id: ev.source_id.clone(),
             source: ev.source,
+            window,
+            session_risk,
         }
     }
 
@@ -336,6 +373,8 @@ impl Alert {
                 "vigil_action": self.action.as_str(),
                 "tenant": self.subject.tenant,
                 "source_format": self.source.as_str(),
+                "session_risk": self.session_risk,
+                "session_window": self.window,
             },
         })
     }

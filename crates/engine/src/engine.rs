@@ -1,0 +1,421 @@
+//! The engine: one partition's sessions, tokens, detectors and policy.
+
+use std::collections::BTreeMap;
+
+use vigil_model::{
+    Action, Alert, Endpoint, EventKind, Finding, RejectReason, Rejection, Revocation, SessionEvent,
+    TokenHash,
+};
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::detectors::{Ctx, Detector, Network, Observation};
+use crate::policy::Policy;
+use crate::state::{BoundedTable, EvictionCounts, Place, SessionState, hash_str};
+use crate::tokens::{RefreshState, TokenBinding};
+use crate::ua;
+
+/// Most distinct places remembered per session, for concurrent-use detection.
+const MAX_PLACES: usize = 4;
+/// Most countries and ASNs remembered per session.
+const MAX_NETWORKS: usize = 16;
+/// Most baseline scopes remembered per session.
+const MAX_SCOPES: usize = 64;
+/// How often (in event time) expired entries are swept.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+/// What processing produced. Reused across events to avoid allocation; the caller drains it.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Alerts, in order.
+    pub alerts: Vec<Alert>,
+    /// Revocations, in order.
+    pub revocations: Vec<Revocation>,
+}
+
+impl Output {
+    /// Empties both lists.
+    pub fn clear(&mut self) {
+        self.alerts.clear();
+        self.revocations.clear();
+    }
+}
+
+/// Counters the engine keeps; the runtime exports them as metrics.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStats {
+    /// Events processed.
+    pub events: u64,
+    /// Sessions ever created.
+    pub sessions_created: u64,
+    /// Findings by detector, including those below the alert threshold.
+    pub findings: BTreeMap<&'static str, u64>,
+    /// Findings below `policy.alert_at`, counted but not alerted.
+    pub findings_below_alert: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Revocations issued.
+    pub revocations: u64,
+    /// Events rejected as later than the out-of-order grace.
+    pub late_events: u64,
+}
+
+/// The detection engine for one partition. Pure: time comes only from events (or the `now`
+/// given to [`Engine::on_tick`]); no I/O, no clock, no locks.
+#[derive(Debug)]
+pub struct Engine {
+    detectors: Vec<Detector>,
+    policy: Policy,
+    net: Network,
+    sessions: BoundedTable<Box<str>, SessionState>,
+    tokens: BoundedTable<TokenHash, TokenBinding>,
+    refresh: BoundedTable<TokenHash, RefreshState>,
+    grace_ms: i64,
+    window_ms: i64,
+    scope_baseline_ms: i64,
+    watermark: i64,
+    next_sweep: i64,
+    findings: Vec<Finding>,
+    /// Counters.
+    pub stats: EngineStats,
+}
+
+impl Engine {
+    /// Builds an engine, validating the configuration.
+    pub fn new(cfg: &EngineConfig) -> Result<Self, ConfigError> {
+        let st = &cfg.state;
+        crate::config::check_range("state.max_sessions", st.max_sessions, 1, 1 << 30, "between 1 and 2^30")?;
+        crate::config::check_range("state.max_tokens", st.max_tokens, 1, 1 << 30, "between 1 and 2^30")?;
+        if st.idle_ttl > st.absolute_ttl {
+            return Err(ConfigError::OutOfRange {
+                field: "state.idle_ttl",
+                value: format!("{:?}", st.idle_ttl),
+                expected: "no longer than state.absolute_ttl",
+            });
+        }
+        let scope_baseline_ms = cfg.detectors.scope_expansion.baseline_period.ms();
+        Ok(Self {
+            detectors: cfg.detectors.build()?,
+            policy: Policy::new(&cfg.policy)?,
+            net: Network::new(&cfg.network)?,
+            sessions: BoundedTable::new(st.idle_ttl.ms(), st.absolute_ttl.ms(), st.max_sessions),
+            tokens: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
+            refresh: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
+            grace_ms: st.out_of_order_grace.ms(),
+            window_ms: st.window.ms(),
+            scope_baseline_ms,
+            watermark: i64::MIN,
+            next_sweep: i64::MIN,
+            findings: Vec::new(),
+            stats: EngineStats::default(),
+        })
+    }
+
+    /// The enabled detectors' names.
+    pub fn detector_names(&self) -> Vec<&'static str> {
+        self.detectors.iter().map(Detector::name).collect()
+    }
+
+    /// Live sessions.
+    pub fn live_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Live token and refresh-token bindings.
+    pub fn live_tokens(&self) -> usize {
+        self.tokens.len() + self.refresh.len()
+    }
+
+    /// Session evictions so far, by cause.
+    pub fn evictions(&self) -> EvictionCounts {
+        self.sessions.evictions
+    }
+
+    /// The newest event time seen, if any.
+    pub fn watermark(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
+    /// A session's state, for inspection.
+    pub fn session(&self, id: &str) -> Option<&SessionState> {
+        self.sessions.get(id)
+    }
+
+    /// Processes one event, appending alerts and revocations to `out`. An event later than
+    /// the out-of-order grace is rejected (the caller dead-letters it); nothing else fails.
+    pub fn process(&mut self, ev: &SessionEvent, out: &mut Output) -> Result<(), Rejection> {
+        if self.watermark != i64::MIN && ev.time_ms < self.watermark - self.grace_ms {
+            self.stats.late_events += 1;
+            return Err(Rejection::new(
+                RejectReason::LateEvent,
+                format!(
+                    "event time {} is {} s behind the newest event, beyond the {} s out-of-order grace",
+                    vigil_model::time::format_rfc3339(ev.time_ms),
+                    (self.watermark - ev.time_ms) / 1000,
+                    self.grace_ms / 1000
+                ),
+            ));
+        }
+        self.watermark = self.watermark.max(ev.time_ms);
+        if self.watermark >= self.next_sweep {
+            self.sweep(self.watermark);
+        }
+        self.stats.events += 1;
+        let obs = self.observe_event(ev);
+
+        self.findings.clear();
+        {
+            let ctx = Ctx {
+                ev,
+                obs: &obs,
+                session: self.sessions.get(ev.session_id.as_str()),
+                tokens: &self.tokens,
+                refresh: &self.refresh,
+                net: &self.net,
+                window_ms: self.window_ms,
+            };
+            for d in &self.detectors {
+                d.observe(&ctx, &mut self.findings);
+            }
+        }
+
+        if self.sessions.get(ev.session_id.as_str()).is_none() {
+            self.stats.sessions_created += 1;
+            self.sessions.insert(ev.session_id.as_str().into(), SessionState::new(ev));
+        }
+        let findings = std::mem::take(&mut self.findings);
+        self.apply_policy(ev, &findings, out);
+        self.findings = findings;
+        self.update_session(ev, &obs);
+        self.update_tokens(ev, &obs);
+        Ok(())
+    }
+
+    /// Periodic work driven by the runtime's clock when no events arrive: expires idle state.
+    pub fn on_tick(&mut self, now_ms: i64) {
+        self.sweep(now_ms);
+    }
+
+    fn sweep(&mut self, now: i64) {
+        self.sessions.sweep(now);
+        self.tokens.sweep(now);
+        self.refresh.sweep(now);
+        self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
+    }
+
+    fn observe_event(&self, ev: &SessionEvent) -> Observation {
+        let device = ev.device_id.as_deref().map(hash_str);
+        let place = if ev.geo.coordinates().is_some() || ev.geo.asn.is_some() || ev.geo.country.is_some() {
+            Some(Place {
+                coords: ev.geo.coordinates(),
+                accuracy_km: ev.geo.accuracy_km.unwrap_or(self.net.default_accuracy_km),
+                asn: ev.geo.asn.unwrap_or(0),
+                country: ev.geo.country.as_deref().map_or(0, |c| hash_str(&c.to_ascii_uppercase())),
+                device: device.unwrap_or(0),
+                first_seen: ev.time_ms,
+                last_seen: ev.time_ms,
+            })
+        } else {
+            None
+        };
+        Observation {
+            ua: ev.user_agent.as_deref().map(ua::parse),
+            device,
+            ip: ev.ip.map(|ip| hash_str(&ip.to_string())),
+            ua_hash: ev.user_agent.as_deref().map(hash_str),
+            place,
+        }
+    }
+
+    fn apply_policy(&mut self, ev: &SessionEvent, findings: &[Finding], out: &mut Output) {
+        if findings.is_empty() {
+            return;
+        }
+        let window = self.policy.evidence_window_ms;
+        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else { return };
+        s.recent_findings.retain(|(t, _)| ev.time_ms - *t <= window);
+        let mut revoke_detectors = Vec::new();
+        let stats_window = s.window_stats(ev.time_ms, self.window_ms);
+        for f in findings {
+            *self.stats.findings.entry(f.detector).or_default() += 1;
+            let others: Vec<u8> = s.recent_findings.iter().map(|(_, c)| *c).collect();
+            let decision = self.policy.decide(f.detector, f.confidence, &others);
+            if s.recent_findings.len() >= 8 {
+                s.recent_findings.remove(0);
+            }
+            s.recent_findings.push((ev.time_ms, f.confidence));
+            let Some(action) = decision.action else {
+                self.stats.findings_below_alert += 1;
+                continue;
+            };
+            if action == Action::Revoke && !s.revoked {
+                revoke_detectors.push(f.detector);
+            }
+            self.stats.alerts += 1;
+            out.alerts.push(Alert::new(ev, f.clone(), action, stats_window, decision.risk));
+        }
+        if !revoke_detectors.is_empty() {
+            s.revoked = true;
+            s.ended_at.get_or_insert(ev.time_ms);
+            let reasons: Vec<&str> = findings
+                .iter()
+                .filter(|f| revoke_detectors.contains(&f.detector))
+                .map(|f| f.title.as_str())
+                .collect();
+            let reason = format!(
+                "Vigil revoked session {} of user {}: {} ({}).",
+                ev.session_id,
+                ev.user_id,
+                reasons.join("; "),
+                revoke_detectors.join(", ")
+            );
+            self.stats.revocations += 1;
+            out.revocations.push(Revocation::new(ev, revoke_detectors, reason));
+        }
+    }
+
+    fn update_session(&mut self, ev: &SessionEvent, obs: &Observation) {
+        let scope_baseline_ms = self.scope_baseline_ms;
+        let same_km = self.net.same_place_km;
+        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else { return };
+        s.events = s.events.saturating_add(1);
+        s.last_seen = s.last_seen.max(ev.time_ms);
+        s.rate.record(ev.time_ms);
+        if ev.kind.ends_session() {
+            s.ended_at.get_or_insert(ev.time_ms);
+        }
+        // A failed request says someone tried; it does not teach the session's baseline.
+        if !ev.success {
+            return;
+        }
+        if let Some(d) = obs.device {
+            s.device.get_or_insert(d);
+            s.devices.insert(d, ev.time_ms);
+        }
+        if let Some(u) = obs.ua {
+            s.ua.get_or_insert(u);
+        }
+        if let Some(h) = obs.ua_hash {
+            s.user_agents.insert(h, ev.time_ms);
+        }
+        if let Some(ip) = obs.ip {
+            s.ips.insert(ip, ev.time_ms);
+        }
+        if let Some(p) = obs.place {
+            if p.country != 0 && !s.countries.contains(&p.country) && s.countries.len() < MAX_NETWORKS {
+                s.countries.push(p.country);
+            }
+            if p.asn != 0 {
+                s.asn_window.insert(u64::from(p.asn), ev.time_ms);
+                if !s.asns.contains(&p.asn) && s.asns.len() < MAX_NETWORKS {
+                    s.asns.push(p.asn);
+                }
+            }
+            if let Some(i) = s.places.iter().position(|q| q.same_as(&p, same_km)) {
+                let mut q = s.places.remove(i);
+                q.last_seen = q.last_seen.max(ev.time_ms);
+                s.places.push(q);
+            } else {
+                if s.places.len() >= MAX_PLACES {
+                    s.places.remove(0);
+                }
+                s.places.push(p);
+            }
+            s.last_place = Some(p);
+        }
+        if !ev.scopes.is_empty() {
+            let until = *s.baseline_until.get_or_insert(ev.time_ms + scope_baseline_ms);
+            if ev.time_ms <= until {
+                for sc in &ev.scopes {
+                    if s.baseline_scopes.len() < MAX_SCOPES && !s.baseline_scopes.iter().any(|b| **b == **sc) {
+                        s.baseline_scopes.push(sc.as_str().into());
+                    }
+                }
+            }
+        }
+        s.last_endpoint = Endpoint::of(ev);
+    }
+
+    fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation) {
+        let ended = self.sessions.get(ev.session_id.as_str()).and_then(|s| s.ended_at);
+        if let Some(t) = ev.token {
+            match self.tokens.get_mut(&t) {
+                Some(b) => {
+                    b.last_seen = b.last_seen.max(ev.time_ms);
+                    if *b.session_id == *ev.session_id && ended.is_some() {
+                        b.ended_at = b.ended_at.or(ended);
+                    }
+                }
+                None if ev.success => {
+                    self.tokens.insert(
+                        t,
+                        TokenBinding {
+                            session_id: ev.session_id.as_str().into(),
+                            device: obs.device.unwrap_or(0),
+                            ua: obs.ua,
+                            first_seen: ev.time_ms,
+                            last_seen: ev.time_ms,
+                            ended_at: ended,
+                        },
+                    );
+                }
+                None => {}
+            }
+        }
+        if ev.kind.ends_session() {
+            // Tokens of an ended session stay bound so later use is caught as replay; their
+            // bindings learn the end time as they are next seen, and this session's own
+            // token (if the event names it) learns it now.
+            if let Some(t) = ev.token
+                && let Some(b) = self.tokens.get_mut(&t)
+            {
+                b.ended_at.get_or_insert(ev.time_ms);
+            }
+        }
+        if !ev.success {
+            return;
+        }
+        if ev.kind == EventKind::TokenRefreshed
+            && let Some(r) = ev.refresh_token
+        {
+            let rotated = ev.new_refresh_token.is_some();
+            match self.refresh.get_mut(&r) {
+                Some(st) => {
+                    st.last_seen = st.last_seen.max(ev.time_ms);
+                    if rotated && st.redeemed_at.is_none() {
+                        st.redeemed_at = Some(ev.time_ms);
+                        st.redeemed_device = obs.device.unwrap_or(0);
+                        st.redeemed_ip = obs.ip.unwrap_or(0);
+                    }
+                }
+                None => {
+                    self.refresh.insert(
+                        r,
+                        RefreshState {
+                            session_id: ev.session_id.as_str().into(),
+                            redeemed_at: rotated.then_some(ev.time_ms),
+                            redeemed_device: obs.device.unwrap_or(0),
+                            redeemed_ip: obs.ip.unwrap_or(0),
+                            first_seen: ev.time_ms,
+                            last_seen: ev.time_ms,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(n) = ev.new_refresh_token
+            && self.refresh.get(&n).is_none()
+        {
+            self.refresh.insert(
+                n,
+                RefreshState {
+                    session_id: ev.session_id.as_str().into(),
+                    redeemed_at: None,
+                    redeemed_device: 0,
+                    redeemed_ip: 0,
+                    first_seen: ev.time_ms,
+                    last_seen: ev.time_ms,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Per-session state and the bounded table that owns it.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use vigil_model::{Endpoint, SessionEvent, WindowStats};
+
+use crate::ua::UaInfo;
+use crate::window::{DistinctWindow, RateCounter};
+
+/// A fast, non-cryptographic 64-bit hash of a string, for compact state.
+pub fn hash_str(s: &str) -> u64 {
+    FxBuildHasher.hash_one(s)
+}
+
+/// A located sighting of the session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    /// Latitude, degrees (absent when only the network is known).
+    pub coords: Option<(f64, f64)>,
+    /// Accuracy radius, km.
+    pub accuracy_km: u32,
+    /// Autonomous system number, 0 when unknown.
+    pub asn: u32,
+    /// Hash of the upper-cased country, 0 when unknown.
+    pub country: u64,
+    /// Hash of the device fingerprint, 0 when unknown.
+    pub device: u64,
+    /// When the session was first seen here in this visit, epoch ms.
+    pub first_seen: i64,
+    /// When the session was last seen here, epoch ms.
+    pub last_seen: i64,
+}
+
+impl Place {
+    /// Whether two places are the same for concurrency purposes: within `same_km` when both
+    /// have coordinates, else the same ASN.
+    pub fn same_as(&self, other: &Place, same_km: f64) -> bool {
+        match (self.coords, other.coords) {
+            (Some(a), Some(b)) => crate::geo::distance_km(a, b) <= same_km,
+            _ => self.asn != 0 && self.asn == other.asn,
+        }
+    }
+}
+
+/// What the engine remembers about one live session.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    /// User the session belongs to.
+    pub user_id: Box<str>,
+    /// Tenant.
+    pub tenant: Option<Box<str>>,
+    /// First event time, epoch ms.
+    pub first_seen: i64,
+    /// Latest event time, epoch ms.
+    pub last_seen: i64,
+    /// Events seen.
+    pub events: u32,
+    /// Where the session was last seen with location or network known.
+    pub last_place: Option<Place>,
+    /// The most recent distinct places (newest last), for concurrent-use detection.
+    pub places: Vec<Place>,
+    /// Countries seen in this session (hashes).
+    pub countries: Vec<u64>,
+    /// ASNs seen in this session.
+    pub asns: Vec<u32>,
+    /// The first device fingerprint seen (hash).
+    pub device: Option<u64>,
+    /// The first user agent's family and OS.
+    pub ua: Option<UaInfo>,
+    /// Distinct device fingerprints in the window.
+    pub devices: DistinctWindow<4>,
+    /// Distinct IPs in the window.
+    pub ips: DistinctWindow<8>,
+    /// Distinct user agents in the window.
+    pub user_agents: DistinctWindow<4>,
+    /// Distinct ASNs in the window.
+    pub asn_window: DistinctWindow<4>,
+    /// Events per minute.
+    pub rate: RateCounter,
+    /// Scopes granted early in the session: its baseline.
+    pub baseline_scopes: Vec<Box<str>>,
+    /// Until when (epoch ms) newly granted scopes still join the baseline.
+    pub baseline_until: Option<i64>,
+    /// When the session ended (logout or IdP revocation), if it did.
+    pub ended_at: Option<i64>,
+    /// Whether Vigil already revoked the session.
+    pub revoked: bool,
+    /// Recent findings' (time, confidence), for combining evidence.
+    pub recent_findings: Vec<(i64, u8)>,
+    /// The endpoint of the previous event, shown as "before" in alerts.
+    pub last_endpoint: Endpoint,
+}
+
+impl SessionState {
+    /// A new session first seen with `ev`.
+    pub fn new(ev: &SessionEvent) -> Self {
+        Self {
+            user_id: ev.user_id.as_str().into(),
+            tenant: ev.tenant.as_deref().map(Into::into),
+            first_seen: ev.time_ms,
+            last_seen: ev.time_ms,
+            events: 0,
+            last_place: None,
+            places: Vec::new(),
+            countries: Vec::new(),
+            asns: Vec::new(),
+            device: None,
+            ua: None,
+            devices: DistinctWindow::default(),
+            ips: DistinctWindow::default(),
+            user_agents: DistinctWindow::default(),
+            asn_window: DistinctWindow::default(),
+            rate: RateCounter::default(),
+            baseline_scopes: Vec::new(),
+            baseline_until: None,
+            ended_at: None,
+            revoked: false,
+            recent_findings: Vec::new(),
+            last_endpoint: Endpoint::default(),
+        }
+    }
+
+    /// Window statistics at `now`.
+    pub fn window_stats(&self, now: i64, window_ms: i64) -> WindowStats {
+        WindowStats {
+            events_per_minute: self.rate.per_minute(now),
+            distinct_ips: self.ips.count(now, window_ms) as u32,
+            distinct_asns: self.asn_window.count(now, window_ms) as u32,
+            distinct_devices: self.devices.count(now, window_ms) as u32,
+            distinct_user_agents: self.user_agents.count(now, window_ms) as u32,
+        }
+    }
+}
+
+/// Why a session left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Eviction {
+    /// No event for longer than the idle TTL.
+    Idle,
+    /// Older than the absolute TTL.
+    Absolute,
+    /// The table was full.
+    Capacity,
+}
+
+/// Counters of evictions by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvictionCounts {
+    /// Idle TTL evictions.
+    pub idle: u64,
+    /// Absolute TTL evictions.
+    pub absolute: u64,
+    /// Capacity evictions.
+    pub capacity: u64,
+}
+
+/// A bounded map from a key to state, with idle and absolute TTLs and a hard cap.
+///
+/// Owned by one partition task: no locks. Expired entries go in periodic sweeps driven by
+/// event time; at the cap the least recently seen hundredth goes at once, so the cost of
+/// making room is amortised over many inserts.
+#[derive(Debug)]
+pub struct BoundedTable<K, V> {
+    map: FxHashMap<K, V>,
+    idle_ttl_ms: i64,
+    absolute_ttl_ms: i64,
+    cap: usize,
+    /// Evictions so far.
+    pub evictions: EvictionCounts,
+}
+
+/// What a [`BoundedTable`] needs to know about its values.
+pub trait Aged {
+    /// First time seen, epoch ms.
+    fn first_seen(&self) -> i64;
+    /// Last time seen, epoch ms.
+    fn last_seen(&self) -> i64;
+}
+
+impl Aged for SessionState {
+    fn first_seen(&self) -> i64 {
+        self.first_seen
+    }
+    fn last_seen(&self) -> i64 {
+        self.last_seen
+    }
+}
+
+impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
+    /// An empty table.
+    pub fn new(idle_ttl_ms: i64, absolute_ttl_ms: i64, cap: usize) -> Self {
+        Self {
+            map: FxHashMap::default(),
+            idle_ttl_ms,
+            absolute_ttl_ms,
+            cap: cap.max(1),
+            evictions: EvictionCounts::default(),
+        }
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The entry for `key`.
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key)
+    }
+
+    /// The entry for `key`, mutable.
+    pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get_mut(key)
+    }
+
+    /// Inserts a new entry, making room first if the table is full.
+    pub fn insert(&mut self, key: K, value: V) -> &mut V {
+        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
+            self.evict_oldest();
+        }
+        self.map.entry(key).or_insert(value)
+    }
+
+    /// Iterates over all entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
+    /// Removes entries idle or older than their TTLs at `now`; returns how many went.
+    pub fn sweep(&mut self, now: i64) -> usize {
+        let before = self.map.len();
+        let (idle, abs) = (self.idle_ttl_ms, self.absolute_ttl_ms);
+        let mut counts = self.evictions;
+        self.map.retain(|_, v| {
+            if now - v.first_seen() > abs {
+                counts.absolute += 1;
+                false
+            } else if now - v.last_seen() > idle {
+                counts.idle += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.evictions = counts;
+        before - self.map.len()
+    }
+
+    fn evict_oldest(&mut self) {
+        let n = (self.cap / 100).max(1);
+        let mut ages: Vec<i64> = self.map.values().map(Aged::last_seen).collect();
+        let idx = (n - 1).min(ages.len().saturating_sub(1));
+        let (_, cutoff, _) = ages.select_nth_unstable(idx);
+        let cutoff = *cutoff;
+        let mut removed = 0u64;
+        self.map.retain(|_, v| {
+            if removed < n as u64 && v.last_seen() <= cutoff {
+                removed += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.evictions.capacity += removed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct T(i64, i64);
+    impl Aged for T {
+        fn first_seen(&self) -> i64 {
+            self.0
+        }
+        fn last_seen(&self) -> i64 {
+            self.1
+        }
+    }
+
+    #[test]
+    fn sweeps_by_idle_and_absolute_ttl() {
+        let mut t = BoundedTable::new(100, 1000, 10);
+        t.insert("idle", T(500, 510));
+        t.insert("old", T(0, 1150));
+        t.insert("fresh", T(1100, 1150));
+        assert_eq!(t.sweep(1200), 2);
+        assert!(t.get("fresh").is_some());
+        assert_eq!(t.evictions, EvictionCounts { idle: 1, absolute: 1, capacity: 0 });
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_seen() {
+        let mut t = BoundedTable::new(i64::MAX, i64::MAX, 3);
+        t.insert("a", T(0, 5));
+        t.insert("b", T(0, 1));
+        t.insert("c", T(0, 9));
+        t.insert("d", T(0, 10));
+        assert_eq!(t.len(), 3);
+        assert!(t.get("b").is_none());
+        assert_eq!(t.evictions.capacity, 1);
+    }
+}
