@@ -171,7 +171,6 @@ impl Engine {
                 tokens: &self.tokens,
                 refresh: &self.refresh,
                 net: &self.net,
-                window_ms: self.window_ms,
             };
             for d in &self.detectors {
                 d.observe(&ctx, &mut self.findings);

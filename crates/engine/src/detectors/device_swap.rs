@@ -4,8 +4,7 @@
 //! cookie editor, an AiTM proxy's own client) or replayed with a scripting client.
 //!
 //! **Signal.** The device fingerprint (Okta `dtHash`, Entra `deviceId`) differs from the
-//! session's first one and the session has used more distinct fingerprints in the window than
-//! allowed; or the client software family (Chrome, Firefox, python-requests, ...) or the OS
+//! session's first one and the session has used more distinct fingerprints than allowed; or the client software family (Chrome, Firefox, python-requests, ...) or the OS
 //! family changed.
 //!
 //! **Thresholds and why.** By default a second fingerprint in one session fires: Okta's
@@ -34,7 +33,7 @@ pub const NAME: &str = "device_swap";
 pub struct Config {
     /// Whether the detector runs.
     pub enabled: bool,
-    /// Distinct device fingerprints one session may use within the state window.
+    /// Distinct device fingerprints one session may use.
     pub max_devices: u32,
     /// Confidence for a device fingerprint change.
     pub device_confidence: u8,
@@ -90,7 +89,9 @@ impl DeviceSwap {
         let mut what = Vec::new();
         let now = ctx.ev.time_ms;
         if let (Some(base), Some(dev)) = (s.device, ctx.obs.device) {
-            let window = ctx.window_ms;
+            // Counted over the session's life (the last four fingerprints), not the state
+            // window: a cookie that moves browsers after a quiet spell is still a swap.
+            let window = i64::MAX / 2;
             let seen = s.devices.contains(dev, now, window);
             let distinct = s.devices.count(now, window) as u32 + u32::from(!seen);
             if dev != base && !seen && distinct > self.cfg.max_devices {

@@ -13,7 +13,7 @@
 //!
 //! **Benign cases it must not flag.** A flight (London to New York after 8 hours is about
 //! 700 km/h); VPN or relay egress (configured relay ASNs or a source `is_proxy` flag lower the
-//! confidence to 40, an alert for review rather than a revocation); GeoIP jitter within the
+//! confidence to 25, below the alert threshold: counted, and added to the session's risk); GeoIP jitter within the
 //! accuracy radius.
 
 use serde::Deserialize;
@@ -48,7 +48,7 @@ impl Default for Config {
             max_speed_kmh: 900.0,
             min_distance_km: 500.0,
             confidence: 85,
-            relay_confidence: 40,
+            relay_confidence: 25,
         }
     }
 }

@@ -98,8 +98,6 @@ pub struct Ctx<'a> {
     pub refresh: &'a BoundedTable<TokenHash, RefreshState>,
     /// Network classification.
     pub net: &'a Network,
-    /// The state window (`state.window`), ms.
-    pub window_ms: i64,
 }
 
 impl Ctx<'_> {
