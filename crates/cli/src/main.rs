@@ -1,1 +1,150 @@
-fn main() {}
+//! `vigil`: catches stolen and replayed sessions after login and revokes them.
+//!
+//! Exit codes: 0 success; 1 runtime failure (I/O, unreadable input); 2 usage or configuration
+//! error (bad flags, invalid config file, unreadable key or GeoIP database).
+
+mod config;
+mod input;
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vigil_model::adapters::InputFormat;
+
+use crate::config::VigilConfig;
+
+/// Vigil watches post-authentication IdP and gateway events and revokes stolen sessions.
+#[derive(Parser)]
+#[command(name = "vigil", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax): error, warn, info, debug, or per-module.
+    #[arg(long, global = true, env = "VIGIL_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run exported IdP logs (NDJSON) through detection, offline; write alerts (OCSF
+    /// Detection Finding) and revocations (CAEP session-revoked SETs) as NDJSON.
+    #[command(after_help = "\
+Examples:
+  vigil replay okta-export.jsonl
+  vigil replay --geoip GeoLite2-City.mmdb --geoip GeoLite2-ASN.mmdb \\
+      --alerts alerts.jsonl --revocations revocations.jsonl --dead-letter rejected.jsonl logs/*.jsonl
+  cat signins.json | vigil replay --format entra -
+
+Exit codes: 0 done (rejected records are counted, not fatal); 1 I/O failure; 2 bad flags or config.")]
+    Replay {
+        /// Input format; `auto` detects it per record.
+        #[arg(long, default_value = "auto", value_parser = parse_format, env = "VIGIL_FORMAT")]
+        format: InputFormat,
+        /// Configuration file (TOML); defaults apply without one.
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// MaxMind DB file (City or ASN) to fill in missing locations; repeatable.
+        #[arg(long, value_name = "FILE")]
+        geoip: Vec<PathBuf>,
+        /// Write alerts here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        alerts: Option<PathBuf>,
+        /// Write revocations here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        revocations: Option<PathBuf>,
+        /// Write rejected records, with their reasons, here (NDJSON).
+        #[arg(long, value_name = "FILE")]
+        dead_letter: Option<PathBuf>,
+        /// Print the summary on stderr as one JSON object.
+        #[arg(long)]
+        summary_json: bool,
+        /// Input files (NDJSON); `-` or none reads stdin.
+        #[arg(value_name = "FILE")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Check a configuration file: parse it, validate every value, load keys and databases.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+fn parse_format(s: &str) -> Result<InputFormat, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Config(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+fn load(path: Option<&PathBuf>) -> Result<VigilConfig, Failure> {
+    match path {
+        Some(p) => VigilConfig::load(p).map_err(|e| Failure::Config(e.into())),
+        None => Ok(VigilConfig::default()),
+    }
+}
+
+fn run(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Replay { format, config, geoip, alerts, revocations, dead_letter, summary_json, inputs } => {
+            let cfg = load(config.as_ref())?;
+            check(&cfg, &geoip).map_err(Failure::Config)?;
+            let args = replay::ReplayArgs { format, inputs, geoip, alerts, revocations, dead_letter, summary_json };
+            replay::run(&cfg, &args).map_err(Failure::Runtime)
+        }
+        Command::CheckConfig { file } => {
+            let cfg = load(Some(&file))?;
+            let summary = check(&cfg, &[]).map_err(Failure::Config)?;
+            println!("{}: OK. {summary}", file.display());
+            Ok(())
+        }
+    }
+}
+
+/// Validates everything a run needs before reading any input.
+fn check(cfg: &VigilConfig, extra_geoip: &[PathBuf]) -> anyhow::Result<String> {
+    let engine = vigil_engine::Engine::new(&cfg.engine)?;
+    let key = cfg.token_hash_key()?;
+    let mut geo = vigil_geo::GeoDb::new(1);
+    for db in cfg.geoip.databases.iter().chain(extra_geoip) {
+        geo.open(db)?;
+    }
+    if let Some(p) = &cfg.output.signing_key_file {
+        let pem = std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("cannot read signing key {}: {e}", p.display()))?;
+        vigil_model::jws::SetSigner::from_pem(&pem, cfg.output.signing_key_id.clone())?;
+    }
+    Ok(format!(
+        "detectors: {}; token-hash key: {}; GeoIP databases: {}; SET signing: {}",
+        engine.detector_names().join(", "),
+        if key.is_some() { "configured" } else { "NOT configured (development key)" },
+        if geo.databases().is_empty() { "none".to_owned() } else { geo.databases().join(", ") },
+        if cfg.output.signing_key_file.is_some() { "ES256" } else { "off (unsigned SETs)" },
+    ))
+}

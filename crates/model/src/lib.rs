@@ -21,6 +21,7 @@ pub mod adapters;
 pub mod event;
 pub mod jws;
 pub mod output;
+pub mod redact;
 pub mod reject;
 pub mod time;
 pub mod token;

@@ -1,0 +1,57 @@
+//! A small GeoIP database in MaxMind DB format, built in-process with `mmdb-writer`, holding
+//! GeoLite2 City and ASN fields for every network in [`crate::places`].
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::places::ALL;
+
+#[derive(Serialize)]
+struct Names {
+    en: &'static str,
+}
+
+#[derive(Serialize)]
+struct Iso {
+    iso_code: &'static str,
+    names: Names,
+}
+
+#[derive(Serialize)]
+struct City {
+    names: Names,
+}
+
+#[derive(Serialize)]
+struct Location {
+    latitude: f64,
+    longitude: f64,
+    accuracy_radius: u16,
+}
+
+#[derive(Serialize)]
+struct Record {
+    country: Iso,
+    city: City,
+    location: Location,
+    autonomous_system_number: u32,
+    autonomous_system_organization: &'static str,
+}
+
+/// The database bytes. Deterministic: the same build always yields the same bytes.
+pub fn test_database() -> Vec<u8> {
+    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let mut w = mmdb_writer::Writer::builder("Vigil-Test-City-ASN").build_epoch(epoch).build();
+    for p in ALL {
+        let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
+        let rec = Record {
+            country: Iso { iso_code: p.country, names: Names { en: p.country_name } },
+            city: City { names: Names { en: p.city } },
+            location: Location { latitude: p.lat, longitude: p.lon, accuracy_radius: 10 },
+            autonomous_system_number: p.asn,
+            autonomous_system_organization: p.as_org,
+        };
+        w.insert(net, &rec).expect("records serialize");
+    }
+    w.to_bytes().expect("database builds")
+}

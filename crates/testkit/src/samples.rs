@@ -1,0 +1,235 @@
+//! The sample story: a day of IdP traffic with benign traps and injected attacks, labelled,
+//! renderable in every input format. It is what `tests/data/samples/` holds and what the
+//! end-to-end replay tests check.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use vigil_model::EventKind;
+
+use crate::places::{self, Place};
+use crate::render::{EventSpec, Format};
+
+/// Chrome 120 on Windows.
+pub const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+/// Chrome 121 on Windows (a version bump of [`CHROME_WIN`]).
+pub const CHROME_WIN_121: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.6167.85 Safari/537.36";
+/// Safari on macOS.
+pub const SAFARI_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15";
+/// Firefox on Linux.
+pub const FIREFOX_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+/// A scripting client.
+pub const PYTHON: &str = "python-requests/2.31.0";
+
+/// What a session in the story is.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Label {
+    /// `attack` or `benign`.
+    pub class: &'static str,
+    /// The attack or trap name.
+    pub name: &'static str,
+    /// Whether Vigil must revoke it (attacks) — step-up-only attacks are alerted, not revoked.
+    pub revoke: bool,
+}
+
+/// 2024-05-01T08:00:00Z.
+const T0: i64 = 1_714_550_400_000;
+const MIN: i64 = 60_000;
+
+struct Story {
+    events: Vec<EventSpec>,
+    labels: BTreeMap<String, (Label, Vec<Format>)>,
+    seq: u32,
+}
+
+struct Ev<'a> {
+    session: &'a str,
+    user: &'a str,
+    at_min: i64,
+    kind: EventKind,
+    place: Place,
+    ua: &'a str,
+    device: Option<&'a str>,
+}
+
+impl Story {
+    fn push(&mut self, e: Ev<'_>) -> &mut EventSpec {
+        self.seq += 1;
+        self.events.push(EventSpec {
+            id: format!("evt-{:04}", self.seq),
+            time_ms: T0 + e.at_min * MIN,
+            kind: e.kind,
+            session_id: e.session.into(),
+            user_id: e.user.into(),
+            tenant: "acme".into(),
+            place: e.place,
+            ip: None,
+            user_agent: e.ua.into(),
+            device_id: e.device.map(Into::into),
+            token_id: None,
+            refresh_token_id: None,
+            new_refresh_token_id: None,
+            scopes: Vec::new(),
+            app: "Mail".into(),
+            with_geo: true,
+        });
+        self.events.last_mut().expect("just pushed")
+    }
+
+    /// A plain working session: start, then accesses every `every` minutes.
+    #[allow(clippy::too_many_arguments)]
+    fn workday(&mut self, session: &str, user: &str, start: i64, n: i64, every: i64, place: Place, ua: &str, device: &str) {
+        self.push(Ev { session, user, at_min: start, kind: EventKind::SessionStart, place, ua, device: Some(device) });
+        for i in 1..=n {
+            self.push(Ev { session, user, at_min: start + i * every, kind: EventKind::Access, place, ua, device: Some(device) });
+        }
+    }
+
+    fn label(&mut self, session: &str, class: &'static str, name: &'static str, revoke: bool, formats: &[Format]) {
+        self.labels.insert(session.into(), (Label { class, name, revoke }, formats.to_vec()));
+    }
+}
+
+/// The story's events in time order, and each session's label with the formats that can
+/// express it.
+pub fn story() -> (Vec<EventSpec>, BTreeMap<String, (Label, Vec<Format>)>) {
+    use places::*;
+    let all = Format::ALL;
+    let mut s = Story { events: Vec::new(), labels: BTreeMap::new(), seq: 0 };
+
+    // Benign traffic and traps.
+    s.workday("b-normal-1", "erin", 0, 8, 15, LONDON_BT, CHROME_WIN, "dt-erin");
+    s.label("b-normal-1", "benign", "normal", false, &all);
+    s.workday("b-normal-2", "frank", 10, 8, 12, BERLIN_DT, FIREFOX_LINUX, "dt-frank");
+    s.label("b-normal-2", "benign", "normal", false, &all);
+
+    s.workday("b-vpn", "gina", 0, 2, 5, LONDON_BT, CHROME_WIN, "dt-gina");
+    s.workday("b-vpn", "gina", 15, 3, 5, FRANKFURT_ZSCALER, CHROME_WIN, "dt-gina");
+    s.label("b-vpn", "benign", "vpn_change", false, &all);
+
+    s.workday("b-travel", "hank", 0, 2, 10, LONDON_BT, SAFARI_MAC, "dt-hank");
+    s.workday("b-travel", "hank", 540, 2, 10, NEW_YORK_VZ, SAFARI_MAC, "dt-hank");
+    s.label("b-travel", "benign", "real_travel_after_hours", false, &all);
+
+    for (i, p) in [BERLIN_DT, BERLIN_O2, BERLIN_DT, BERLIN_O2, BERLIN_DT].into_iter().enumerate() {
+        let kind = if i == 0 { EventKind::SessionStart } else { EventKind::Access };
+        s.push(Ev { session: "b-mobile", user: "ivan", at_min: 30 + 2 * i as i64, kind, place: p, ua: CHROME_WIN, device: Some("dt-ivan") });
+    }
+    s.label("b-mobile", "benign", "mobile_churn", false, &all);
+
+    s.workday("b-update", "judy", 60, 2, 20, LONDON_BT, CHROME_WIN, "dt-judy");
+    s.workday("b-update", "judy", 130, 2, 20, LONDON_BT, CHROME_WIN_121, "dt-judy");
+    s.label("b-update", "benign", "browser_update", false, &all);
+
+    for (i, p) in [LONDON_BT, LONDON_BT_V6, LONDON_BT, LONDON_BT_V6].into_iter().enumerate() {
+        let kind = if i == 0 { EventKind::SessionStart } else { EventKind::Access };
+        s.push(Ev { session: "b-ipv6", user: "karl", at_min: 90 + i as i64, kind, place: p, ua: CHROME_WIN, device: Some("dt-karl") });
+    }
+    s.label("b-ipv6", "benign", "ipv4_ipv6_switch", false, &all);
+
+    for (sess, user, ua, dev) in [
+        ("b-nat-1", "lena", CHROME_WIN, "dt-lena"),
+        ("b-nat-2", "mike", SAFARI_MAC, "dt-mike"),
+        ("b-nat-3", "nora", FIREFOX_LINUX, "dt-nora"),
+    ] {
+        s.workday(sess, user, 100, 3, 7, LONDON_CORP_NAT, ua, dev);
+        s.label(sess, "benign", "shared_corporate_nat", false, &all);
+    }
+
+    let e = s.push(Ev { session: "b-refresh", user: "olga", at_min: 120, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-olga") });
+    e.new_refresh_token_id = Some("rt-olga-1".into());
+    e.scopes = vec!["openid".into(), "profile".into(), "offline_access".into()];
+    let e = s.push(Ev { session: "b-refresh", user: "olga", at_min: 180, kind: EventKind::TokenRefreshed, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-olga") });
+    e.refresh_token_id = Some("rt-olga-1".into());
+    e.new_refresh_token_id = Some("rt-olga-2".into());
+    let e = s.push(Ev { session: "b-refresh", user: "olga", at_min: 180, kind: EventKind::TokenRefreshed, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-olga") });
+    e.refresh_token_id = Some("rt-olga-1".into());
+    e.new_refresh_token_id = Some("rt-olga-3".into());
+    e.time_ms += 3_000;
+    s.label("b-refresh", "benign", "refresh_race", false, &[Format::Native, Format::Okta]);
+
+    let e = s.push(Ev { session: "b-tok-owner", user: "pete", at_min: 200, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-pete") });
+    e.token_id = Some("jti-pete-1".into());
+    let e = s.push(Ev { session: "b-tok-owner", user: "pete", at_min: 205, kind: EventKind::Access, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-pete") });
+    e.token_id = Some("jti-pete-1".into());
+    s.label("b-tok-owner", "benign", "token_owner", false, &all);
+
+    // Attacks.
+    s.workday("x-aitm", "alice", 240, 2, 3, LONDON_BT, CHROME_WIN, "dt-alice");
+    s.push(Ev { session: "x-aitm", user: "alice", at_min: 262, kind: EventKind::Access, place: AMSTERDAM_DO, ua: CHROME_WIN, device: Some("dt-evilginx") });
+    s.label("x-aitm", "attack", "aitm_cookie_replay", true, &all);
+
+    s.workday("x-stealer", "quinn", 250, 2, 5, SAO_PAULO_VIVO, CHROME_WIN, "dt-quinn");
+    s.push(Ev { session: "x-stealer", user: "quinn", at_min: 300, kind: EventKind::Access, place: SINGAPORE_AWS, ua: CHROME_WIN, device: None });
+    s.label("x-stealer", "attack", "infostealer_replay_cloned_ua", true, &all);
+
+    s.workday("x-travel", "rita", 260, 1, 5, LONDON_BT, SAFARI_MAC, "dt-rita");
+    s.push(Ev { session: "x-travel", user: "rita", at_min: 290, kind: EventKind::Access, place: NEW_YORK_VZ, ua: SAFARI_MAC, device: None });
+    s.label("x-travel", "attack", "impossible_travel", true, &all);
+
+    for (i, p) in [BERLIN_DT, BERLIN_DT, HAMBURG_DT, BERLIN_DT].into_iter().enumerate() {
+        let kind = if i == 0 { EventKind::SessionStart } else { EventKind::Access };
+        s.push(Ev { session: "x-concurrent", user: "sam", at_min: 300 + 2 * i as i64, kind, place: p, ua: FIREFOX_LINUX, device: None });
+    }
+    s.label("x-concurrent", "attack", "concurrent_use", true, &all);
+
+    s.workday("x-devswap", "tina", 320, 2, 5, LONDON_BT, CHROME_WIN, "dt-tina");
+    s.push(Ev { session: "x-devswap", user: "tina", at_min: 340, kind: EventKind::Access, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-other") });
+    s.label("x-devswap", "attack", "device_swap", true, &all);
+
+    s.workday("x-script", "uma", 330, 2, 5, BERLIN_DT, FIREFOX_LINUX, "dt-uma");
+    s.push(Ev { session: "x-script", user: "uma", at_min: 345, kind: EventKind::Access, place: BERLIN_DT, ua: PYTHON, device: None });
+    s.label("x-script", "attack", "user_agent_swap_to_script", true, &all);
+
+    let e = s.push(Ev { session: "x-tok-thief", user: "pete", at_min: 360, kind: EventKind::Access, place: LONDON_BT, ua: CHROME_WIN, device: None });
+    e.token_id = Some("jti-pete-1".into());
+    e.ip = Some("81.2.69.77".into());
+    s.label("x-tok-thief", "attack", "token_replay_other_session", true, &all);
+
+    let e = s.push(Ev { session: "x-logout", user: "vera", at_min: 370, kind: EventKind::SessionStart, place: LONDON_BT, ua: SAFARI_MAC, device: Some("dt-vera") });
+    e.token_id = Some("jti-vera-1".into());
+    s.push(Ev { session: "x-logout", user: "vera", at_min: 380, kind: EventKind::Logout, place: LONDON_BT, ua: SAFARI_MAC, device: Some("dt-vera") });
+    let e = s.push(Ev { session: "x-logout", user: "vera", at_min: 395, kind: EventKind::Access, place: LONDON_BT, ua: SAFARI_MAC, device: Some("dt-vera") });
+    e.token_id = Some("jti-vera-1".into());
+    s.label("x-logout", "attack", "session_used_after_logout", true, &[Format::Native, Format::Okta, Format::Ocsf]);
+
+    let e = s.push(Ev { session: "x-refresh", user: "walt", at_min: 400, kind: EventKind::TokenIssued, place: BERLIN_DT, ua: CHROME_WIN, device: Some("dt-walt") });
+    e.new_refresh_token_id = Some("rt-walt-1".into());
+    let e = s.push(Ev { session: "x-refresh", user: "walt", at_min: 460, kind: EventKind::TokenRefreshed, place: BERLIN_DT, ua: CHROME_WIN, device: Some("dt-walt") });
+    e.refresh_token_id = Some("rt-walt-1".into());
+    e.new_refresh_token_id = Some("rt-walt-2".into());
+    let e = s.push(Ev { session: "x-refresh", user: "walt", at_min: 475, kind: EventKind::TokenRefreshed, place: BERLIN_DT, ua: CHROME_WIN, device: Some("dt-walt") });
+    e.refresh_token_id = Some("rt-walt-1".into());
+    e.new_refresh_token_id = Some("rt-walt-3".into());
+    s.label("x-refresh", "attack", "refresh_token_reuse", true, &[Format::Native, Format::Okta]);
+
+    let e = s.push(Ev { session: "x-scope", user: "xena", at_min: 420, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-xena") });
+    e.scopes = vec!["openid".into(), "profile".into(), "User.Read".into()];
+    let e = s.push(Ev { session: "x-scope", user: "xena", at_min: 470, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-xena") });
+    e.scopes = vec!["openid".into(), "Directory.ReadWrite.All".into(), "offline_access".into()];
+    s.label("x-scope", "attack", "scope_escalation", false, &[Format::Native, Format::Okta]);
+
+    s.events.sort_by_key(|e| e.time_ms);
+    (s.events, s.labels)
+}
+
+/// The story rendered in `format` as NDJSON, and the labels of the sessions it contains.
+/// The native rendering leaves location out, so GeoIP enrichment must supply it.
+pub fn render(format: Format) -> (String, BTreeMap<String, Label>) {
+    let (events, labels) = story();
+    let labels: BTreeMap<String, Label> = labels
+        .into_iter()
+        .filter(|(_, (_, formats))| formats.contains(&format))
+        .map(|(k, (l, _))| (k, l))
+        .collect();
+    let mut out = String::new();
+    for mut e in events {
+        if !labels.contains_key(&e.session_id) || !format.supports(e.kind) {
+            continue;
+        }
+        e.with_geo = format != Format::Native;
+        out.push_str(&e.render(format).to_string());
+        out.push('\n');
+    }
+    (out, labels)
+}
