@@ -13,9 +13,10 @@ use super::{AdapterContext, token_field};
 use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
 use crate::reject::{RejectReason, Rejection};
 
-/// Whether a record looks like the native schema.
+/// Whether a record looks like the native schema: `kind` plus either id, so a record that
+/// lacks one of them is rejected for that field rather than as an unknown format.
 pub fn detect(v: &Value) -> bool {
-    v.get("session_id").is_some() && v.get("kind").is_some()
+    v.get("kind").is_some() && (v.get("session_id").is_some() || v.get("user_id").is_some())
 }
 
 /// Maps one native record.
