@@ -188,3 +188,18 @@ fn token_field(
         }),
     }
 }
+
+/// The fuzz targets' entry point (also used by the corpus replay test): parses `data` as
+/// `target` (`native`, `okta`, `entra`, `ocsf`, anything else: auto) and checks the
+/// adapter's promises. Panics only if a promise is broken.
+pub fn fuzz_entry(target: &str, data: &[u8]) {
+    let format = target.parse().unwrap_or(InputFormat::Auto);
+    let ctx = AdapterContext { hasher: TokenHasher::new(b"fuzz"), max_record_bytes: 1 << 16 };
+    match parse_record(data, format, &ctx) {
+        Ok(ev) => {
+            assert!(!ev.session_id.is_empty() && !ev.user_id.is_empty() && !ev.source_id.is_empty());
+            assert!(crate::time::is_plausible(ev.time_ms));
+        }
+        Err(r) => assert!(!r.detail.is_empty()),
+    }
+}

@@ -1,0 +1,143 @@
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use vigil_model::adapters::{AdapterContext, InputFormat, parse_record, parse_value};
+use vigil_model::time;
+
+const FORMATS: [InputFormat; 5] =
+    [InputFormat::Auto, InputFormat::Native, InputFormat::Okta, InputFormat::Entra, InputFormat::Ocsf];
+
+fn ctx() -> AdapterContext {
+    let mut c = AdapterContext::new(b"proptest-key");
+    c.max_record_bytes = 64 * 1024;
+    c
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        "[a-zA-Z0-9:.\\-_ ]{0,24}".prop_map(Value::String),
+        prop_oneof![
+            Just("2024-05-01T12:00:00Z"), Just("1.2.3.4"), Just("user.session.start"),
+            Just("access"), Just("SignInLogs"), Just("::1"), Just("9999-99-99T99:99:99Z"),
+        ]
+        .prop_map(|s| Value::String(s.into())),
+    ];
+    let keys = prop_oneof![
+        Just("id"), Just("time"), Just("kind"), Just("session_id"), Just("user_id"), Just("ip"),
+        Just("geo"), Just("lat"), Just("lon"), Just("asn"), Just("scopes"), Just("token_id"),
+        Just("eventType"), Just("published"), Just("uuid"), Just("actor"), Just("client"),
+        Just("authenticationContext"), Just("externalSessionId"), Just("properties"),
+        Just("sessionId"), Just("userId"), Just("class_uid"), Just("session"), Just("uid"),
+        Just("metadata"), Just("user"), Just("target"), Just("debugContext"), Just("debugData"),
+        Just("location"), Just("src_endpoint"), Just("token_hash"), Just("status"),
+    ];
+    leaf.prop_recursive(4, 48, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((keys.clone(), inner), 0..8).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let c = ctx();
+        for f in FORMATS {
+            if let Err(r) = parse_record(&bytes, f, &c) {
+                prop_assert!(!r.detail.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics_and_rejections_explain(v in arb_json()) {
+        let c = ctx();
+        for f in FORMATS {
+            match parse_value(&v, f, &c) {
+                Ok(ev) => {
+                    prop_assert!(!ev.session_id.is_empty());
+                    prop_assert!(!ev.user_id.is_empty());
+                    prop_assert!(time::is_plausible(ev.time_ms));
+                }
+                Err(r) => prop_assert!(!r.detail.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn valid_native_records_keep_their_fields(
+        session in "[a-zA-Z0-9_-]{1,40}",
+        user in "[a-zA-Z0-9@._-]{1,40}",
+        ms in time::MIN_EVENT_MS..time::MAX_EVENT_MS,
+        ip in any::<std::net::IpAddr>(),
+        lat in -90.0f64..90.0,
+        lon in -180.0f64..180.0,
+        asn in any::<u32>(),
+        scopes in prop::collection::vec("[a-zA-Z.]{1,12}", 0..5),
+        as_string in any::<bool>(),
+    ) {
+        let scopes_json = if as_string { json!(scopes.join(" ")) } else { json!(scopes) };
+        let rec = json!({
+            "id": "e", "time": time::format_rfc3339(ms), "kind": "access",
+            "session_id": session, "user_id": user, "ip": ip.to_string(),
+            "geo": {"lat": lat, "lon": lon}, "asn": asn, "scopes": scopes_json, "token_id": "t",
+        });
+        let ev = parse_record(rec.to_string().as_bytes(), InputFormat::Auto, &ctx()).expect("valid record");
+        prop_assert_eq!(&ev.session_id, &session);
+        prop_assert_eq!(&ev.user_id, &user);
+        prop_assert_eq!(ev.time_ms, ms);
+        prop_assert_eq!(ev.ip, Some(ip));
+        prop_assert_eq!(ev.geo.asn, Some(asn));
+        prop_assert_eq!(ev.geo.coordinates(), Some((lat, lon)));
+        prop_assert_eq!(&ev.scopes, &scopes);
+        prop_assert_eq!(ev.token, Some(ctx().hasher.hash("t")));
+    }
+
+    #[test]
+    fn epoch_numbers_and_rfc3339_agree(ms in time::MIN_EVENT_MS..time::MAX_EVENT_MS) {
+        let c = ctx();
+        let mk = |t: Value| json!({"id": "e", "time": t, "kind": "access", "session_id": "s", "user_id": "u"});
+        let a = parse_value(&mk(json!(time::format_rfc3339(ms))), InputFormat::Native, &c).expect("rfc3339");
+        let b = parse_value(&mk(json!(ms)), InputFormat::Native, &c).expect("epoch ms");
+        prop_assert_eq!(a.time_ms, b.time_ms);
+    }
+
+    /// Mutating one field of a real vendor record never panics, whatever is put there.
+    #[test]
+    fn mutated_sample_records_never_panic(line_idx in 0usize..40, path_idx in 0usize..64, val in arb_json()) {
+        let c = ctx();
+        for name in ["native", "okta", "entra", "ocsf"] {
+            let text = std::fs::read_to_string(format!("{}/../../tests/data/samples/{name}.jsonl", env!("CARGO_MANIFEST_DIR"))).expect("samples");
+            let lines: Vec<&str> = text.lines().collect();
+            let mut v: Value = serde_json::from_str(lines[line_idx % lines.len()]).expect("json");
+            let mut paths = Vec::new();
+            collect_paths(&v, &mut Vec::new(), &mut paths);
+            let p = &paths[path_idx % paths.len()];
+            if let Some(slot) = v.pointer_mut(p) {
+                *slot = val.clone();
+            }
+            if let Err(r) = parse_value(&v, InputFormat::Auto, &c) {
+                prop_assert!(!r.detail.is_empty());
+            }
+        }
+    }
+}
+
+fn collect_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<String>) {
+    out.push(if prefix.is_empty() { String::new() } else { format!("/{}", prefix.join("/")) });
+    if let Value::Object(m) = v {
+        for (k, child) in m {
+            prefix.push(k.replace('~', "~0").replace('/', "~1"));
+            collect_paths(child, prefix, out);
+            prefix.pop();
+        }
+    }
+}
