@@ -83,7 +83,10 @@ pub struct GeoipConfig {
 
 impl Default for GeoipConfig {
     fn default() -> Self {
-        Self { databases: Vec::new(), cache_entries: 100_000 }
+        Self {
+            databases: Vec::new(),
+            cache_entries: 100_000,
+        }
     }
 }
 
@@ -114,15 +117,19 @@ pub enum LoadError {
 impl VigilConfig {
     /// Loads and parses a file.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, LoadError> {
-        toml::from_str(text)
-            .map_err(|e| LoadError::Parse { path: origin.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| LoadError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// The token-hash key: from the configured file or environment variable, else `None`.
@@ -144,7 +151,10 @@ impl VigilConfig {
             let v = std::env::var(var)
                 .map_err(|_| LoadError::Key(format!("environment variable {var} is not set")))?;
             if v.len() < 16 {
-                return Err(LoadError::Key(format!("{var} holds {} bytes; use at least 16", v.len())));
+                return Err(LoadError::Key(format!(
+                    "{var} holds {} bytes; use at least 16",
+                    v.len()
+                )));
             }
             return Ok(Some(v.into_bytes()));
         }

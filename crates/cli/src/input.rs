@@ -5,7 +5,11 @@
 use std::io::{self, BufRead};
 
 /// Reads the next line into `buf`, keeping at most `cap + 1` bytes. `Ok(None)` at the end.
-pub fn read_capped_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> io::Result<Option<usize>> {
+pub fn read_capped_line<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<Option<usize>> {
     buf.clear();
     let mut len = 0usize;
     let mut any = false;

@@ -112,10 +112,27 @@ fn load(path: Option<&PathBuf>) -> Result<VigilConfig, Failure> {
 
 fn run(cmd: Command) -> Result<(), Failure> {
     match cmd {
-        Command::Replay { format, config, geoip, alerts, revocations, dead_letter, summary_json, inputs } => {
+        Command::Replay {
+            format,
+            config,
+            geoip,
+            alerts,
+            revocations,
+            dead_letter,
+            summary_json,
+            inputs,
+        } => {
             let cfg = load(config.as_ref())?;
             check(&cfg, &geoip).map_err(Failure::Config)?;
-            let args = replay::ReplayArgs { format, inputs, geoip, alerts, revocations, dead_letter, summary_json };
+            let args = replay::ReplayArgs {
+                format,
+                inputs,
+                geoip,
+                alerts,
+                revocations,
+                dead_letter,
+                summary_json,
+            };
             replay::run(&cfg, &args).map_err(Failure::Runtime)
         }
         Command::CheckConfig { file } => {
@@ -143,8 +160,20 @@ fn check(cfg: &VigilConfig, extra_geoip: &[PathBuf]) -> anyhow::Result<String> {
     Ok(format!(
         "detectors: {}; token-hash key: {}; GeoIP databases: {}; SET signing: {}",
         engine.detector_names().join(", "),
-        if key.is_some() { "configured" } else { "NOT configured (development key)" },
-        if geo.databases().is_empty() { "none".to_owned() } else { geo.databases().join(", ") },
-        if cfg.output.signing_key_file.is_some() { "ES256" } else { "off (unsigned SETs)" },
+        if key.is_some() {
+            "configured"
+        } else {
+            "NOT configured (development key)"
+        },
+        if geo.databases().is_empty() {
+            "none".to_owned()
+        } else {
+            geo.databases().join(", ")
+        },
+        if cfg.output.signing_key_file.is_some() {
+            "ES256"
+        } else {
+            "off (unsigned SETs)"
+        },
     ))
 }

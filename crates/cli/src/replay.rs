@@ -64,7 +64,9 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
     let key = match cfg.token_hash_key()? {
         Some(k) => k,
         None => {
-            warn!("No token-hash key configured (input.token_hash_key_file); using the development key. Token hashes are not secret in this run.");
+            warn!(
+                "No token-hash key configured (input.token_hash_key_file); using the development key. Token hashes are not secret in this run."
+            );
             DEV_TOKEN_HASH_KEY.to_vec()
         }
     };
@@ -79,7 +81,10 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
         Some(p) => {
             let pem = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read signing key {}", p.display()))?;
-            Some(SetSigner::from_pem(&pem, cfg.output.signing_key_id.clone())?)
+            Some(SetSigner::from_pem(
+                &pem,
+                cfg.output.signing_key_id.clone(),
+            )?)
         }
         None => None,
     };
@@ -87,7 +92,11 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
     let same_file = args.alerts.is_some() && args.alerts == args.revocations;
     let mut alerts_out = sink(&args.alerts)?;
     let mut revocations_out: Option<Box<dyn Write>> =
-        if same_file || args.revocations.is_none() && args.alerts.is_none() { None } else { Some(sink(&args.revocations)?) };
+        if same_file || args.revocations.is_none() && args.alerts.is_none() {
+            None
+        } else {
+            Some(sink(&args.revocations)?)
+        };
     let mut dead_out = match &args.dead_letter {
         Some(p) => Some(BufWriter::new(
             File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -101,7 +110,11 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
     let mut summary = Summary::default();
     let mut out = Output::default();
     let mut buf = Vec::with_capacity(4096);
-    let inputs: Vec<PathBuf> = if args.inputs.is_empty() { vec![PathBuf::from("-")] } else { args.inputs.clone() };
+    let inputs: Vec<PathBuf> = if args.inputs.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.inputs.clone()
+    };
 
     for input in &inputs {
         let name = input.display().to_string();
@@ -125,7 +138,10 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
             let result = if len > ctx.max_record_bytes {
                 Err(Rejection::new(
                     RejectReason::TooLarge,
-                    format!("record is {len} bytes, larger than the {} byte limit", ctx.max_record_bytes),
+                    format!(
+                        "record is {len} bytes, larger than the {} byte limit",
+                        ctx.max_record_bytes
+                    ),
                 ))
             } else {
                 parse_record(&buf, args.format, &ctx).and_then(|mut ev| {
@@ -144,12 +160,17 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
                 }
             }
             for a in out.alerts.drain(..) {
-                *summary.alerts_by_action.entry(a.action.as_str()).or_default() += 1;
+                *summary
+                    .alerts_by_action
+                    .entry(a.action.as_str())
+                    .or_default() += 1;
                 writeln!(alerts_out, "{}", a.to_ocsf(version))?;
             }
             for r in out.revocations.drain(..) {
                 summary.revocations += 1;
-                let iat = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+                let iat = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
                 let claims = r.to_set(&cfg.output.issuer, &cfg.output.audience, iat);
                 let line = match &signer {
                     Some(s) => json!({ "jti": r.id, "set_jwt": s.sign(&claims) }),
@@ -159,7 +180,12 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
                 writeln!(w, "{line}")?;
             }
             if progress && summary.records % 100_000 == 0 {
-                eprint!("\r{} records, {} alerts, {} revocations", summary.records, summary.alerts_by_action.values().sum::<u64>(), summary.revocations);
+                eprint!(
+                    "\r{} records, {} alerts, {} revocations",
+                    summary.records,
+                    summary.alerts_by_action.values().sum::<u64>(),
+                    summary.revocations
+                );
             }
         }
     }
@@ -173,7 +199,13 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
     if progress && summary.records >= 100_000 {
         eprintln!();
     }
-    print_summary(&summary, &engine, &geo, started.elapsed().as_secs_f64(), args.summary_json);
+    print_summary(
+        &summary,
+        &engine,
+        &geo,
+        started.elapsed().as_secs_f64(),
+        args.summary_json,
+    );
     Ok(())
 }
 
@@ -206,7 +238,11 @@ fn dead_letter(r: &Rejection, input: &str, line: u64, bytes: &[u8], len: usize) 
 }
 
 fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: bool) {
-    let rate = if secs > 0.0 { s.records as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        s.records as f64 / secs
+    } else {
+        0.0
+    };
     let rejected: u64 = s.rejected.values().sum();
     let ev = engine.evictions();
     let alerts: u64 = s.alerts_by_action.values().sum();
@@ -238,8 +274,14 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
     for (reason, n) in &s.rejected {
         eprintln!("    {:<18}{:>10}", reason.as_str(), n);
     }
-    eprintln!("  sessions seen       {:>10}", engine.stats.sessions_created);
-    eprintln!("  findings            {:>10}", engine.stats.findings.values().sum::<u64>());
+    eprintln!(
+        "  sessions seen       {:>10}",
+        engine.stats.sessions_created
+    );
+    eprintln!(
+        "  findings            {:>10}",
+        engine.stats.findings.values().sum::<u64>()
+    );
     for (d, n) in &engine.stats.findings {
         eprintln!("    {:<18}{:>10}", d, n);
     }
@@ -250,5 +292,8 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
         }
     }
     eprintln!("  revocations         {:>10}", s.revocations);
-    eprintln!("  elapsed             {:>9.3}s  ({:.0} records/s)", secs, rate);
+    eprintln!(
+        "  elapsed             {:>9.3}s  ({:.0} records/s)",
+        secs, rate
+    );
 }

@@ -20,10 +20,15 @@ fn replay(name: &str, extra: &[&str], stdin: Option<&[u8]>) -> Run {
     let r = dir.join("revocations.jsonl");
     let d = dir.join("dead.jsonl");
     let mut args = vec![
-        "replay", "--geoip", GEOIP,
-        "--alerts", a.to_str().expect("utf-8 path"),
-        "--revocations", r.to_str().expect("utf-8 path"),
-        "--dead-letter", d.to_str().expect("utf-8 path"),
+        "replay",
+        "--geoip",
+        GEOIP,
+        "--alerts",
+        a.to_str().expect("utf-8 path"),
+        "--revocations",
+        r.to_str().expect("utf-8 path"),
+        "--dead-letter",
+        d.to_str().expect("utf-8 path"),
     ];
     args.extend_from_slice(extra);
     let out = vigil(&args, stdin);
@@ -50,13 +55,24 @@ fn committed_fixtures_match_the_testkit() {
         let (text, labels) = vigil_testkit::samples::render(f);
         let path = root().join(format!("tests/data/samples/{}.jsonl", f.name()));
         let committed = std::fs::read_to_string(&path).expect("sample file");
-        assert!(committed == text, "{} drifted: run cargo run -p vigil-testkit --bin vigil-fixtures", path.display());
+        assert!(
+            committed == text,
+            "{} drifted: run cargo run -p vigil-testkit --bin vigil-fixtures",
+            path.display()
+        );
         let lpath = root().join(format!("tests/data/samples/{}.labels.json", f.name()));
-        let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&lpath).expect("labels")).expect("json");
-        assert_eq!(committed, serde_json::to_value(&labels).expect("labels serialize"));
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&lpath).expect("labels")).expect("json");
+        assert_eq!(
+            committed,
+            serde_json::to_value(&labels).expect("labels serialize")
+        );
     }
     let db = std::fs::read(root().join(GEOIP)).expect("geoip db");
-    assert!(db == vigil_testkit::geoip::test_database(), "geoip-test.mmdb drifted");
+    assert!(
+        db == vigil_testkit::geoip::test_database(),
+        "geoip-test.mmdb drifted"
+    );
 }
 
 /// The acceptance test: every attack in the sample story is flagged, in every format, and no
@@ -69,27 +85,58 @@ fn samples_in_every_format_flag_attacks_and_spare_benign_traps() {
         assert_eq!(run.code, 0, "{format}: {}", run.stderr);
         assert!(run.dead.is_empty(), "{format}: rejected {:?}", run.dead);
         let labels: BTreeMap<String, Label> = serde_json::from_str(
-            &std::fs::read_to_string(root().join(format!("tests/data/samples/{format}.labels.json"))).expect("labels"),
+            &std::fs::read_to_string(
+                root().join(format!("tests/data/samples/{format}.labels.json")),
+            )
+            .expect("labels"),
         )
         .expect("labels json");
         let alerted: BTreeSet<String> = run
             .alerts
             .iter()
-            .map(|a| a["actor"]["session"]["uid"].as_str().expect("session uid").to_owned())
+            .map(|a| {
+                a["actor"]["session"]["uid"]
+                    .as_str()
+                    .expect("session uid")
+                    .to_owned()
+            })
             .collect();
         let revoked: BTreeSet<String> = run
             .revocations
             .iter()
-            .map(|r| r["sub_id"]["session"]["id"].as_str().expect("session id").to_owned())
+            .map(|r| {
+                r["sub_id"]["session"]["id"]
+                    .as_str()
+                    .expect("session id")
+                    .to_owned()
+            })
             .collect();
         let attacks = labels.values().filter(|l| l.class == "attack").count();
-        assert!(attacks >= 7, "{format}: only {attacks} attacks in the sample");
+        assert!(
+            attacks >= 7,
+            "{format}: only {attacks} attacks in the sample"
+        );
         for (session, label) in &labels {
             let is_attack = label.class == "attack";
-            assert_eq!(alerted.contains(session), is_attack, "{format}: {session} ({}) alerted={}", label.name, alerted.contains(session));
-            assert_eq!(revoked.contains(session), label.revoke, "{format}: {session} ({}) revoked={}", label.name, revoked.contains(session));
+            assert_eq!(
+                alerted.contains(session),
+                is_attack,
+                "{format}: {session} ({}) alerted={}",
+                label.name,
+                alerted.contains(session)
+            );
+            assert_eq!(
+                revoked.contains(session),
+                label.revoke,
+                "{format}: {session} ({}) revoked={}",
+                label.name,
+                revoked.contains(session)
+            );
         }
-        assert!(run.stderr.contains("vigil replay summary"), "{format}: no summary");
+        assert!(
+            run.stderr.contains("vigil replay summary"),
+            "{format}: no summary"
+        );
     }
 }
 
@@ -98,8 +145,14 @@ fn same_input_gives_same_ids() {
     let a = replay("determinism-a", &["tests/data/samples/okta.jsonl"], None);
     let b = replay("determinism-b", &["tests/data/samples/okta.jsonl"], None);
     let ids = |r: &Run| -> Vec<String> {
-        r.alerts.iter().map(|a| a["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
-            .chain(r.revocations.iter().map(|r| r["jti"].as_str().unwrap_or_default().to_owned()))
+        r.alerts
+            .iter()
+            .map(|a| a["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
+            .chain(
+                r.revocations
+                    .iter()
+                    .map(|r| r["jti"].as_str().unwrap_or_default().to_owned()),
+            )
             .collect()
     };
     assert!(!ids(&a).is_empty());
@@ -111,7 +164,9 @@ fn same_input_gives_same_ids() {
 #[test]
 fn bad_input_is_dead_lettered_with_reasons_and_the_stream_keeps_flowing() {
     let good = |id: &str, t: &str| {
-        format!(r#"{{"id":"{id}","time":"{t}","kind":"access","session_id":"s-ok","user_id":"u","ip":"81.2.69.10"}}"#)
+        format!(
+            r#"{{"id":"{id}","time":"{t}","kind":"access","session_id":"s-ok","user_id":"u","ip":"81.2.69.10"}}"#
+        )
     };
     let huge = format!(r#"{{"id":"h","pad":"{}"}}"#, "x".repeat(2_000_000));
     let mut input = Vec::new();
@@ -138,13 +193,27 @@ fn bad_input_is_dead_lettered_with_reasons_and_the_stream_keeps_flowing() {
     input.extend_from_slice(good("g3", "2024-05-01T09:02:00Z").as_bytes());
     let run = replay("bad-input", &["--summary-json", "-"], Some(&input));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let reasons: Vec<&str> = run.dead.iter().map(|d| d["reason"].as_str().expect("reason")).collect();
+    let reasons: Vec<&str> = run
+        .dead
+        .iter()
+        .map(|d| d["reason"].as_str().expect("reason"))
+        .collect();
     assert_eq!(
         reasons,
         [
-            "malformed_json", "not_an_object", "wrong_type", "missing_field", "absurd_timestamp",
-            "bad_timestamp", "absurd_timestamp", "invalid_value", "unknown_format", "invalid_value",
-            "unsupported_event", "too_large", "invalid_utf8",
+            "malformed_json",
+            "not_an_object",
+            "wrong_type",
+            "missing_field",
+            "absurd_timestamp",
+            "bad_timestamp",
+            "absurd_timestamp",
+            "invalid_value",
+            "unknown_format",
+            "invalid_value",
+            "unsupported_event",
+            "too_large",
+            "invalid_utf8",
         ]
     );
     for d in &run.dead {
@@ -152,10 +221,18 @@ fn bad_input_is_dead_lettered_with_reasons_and_the_stream_keeps_flowing() {
     }
     let too_large = &run.dead[11];
     assert_eq!(too_large["truncated"], true);
-    assert!(too_large["record_text"].as_str().is_some_and(|t| t.len() <= 64 * 1024));
+    assert!(
+        too_large["record_text"]
+            .as_str()
+            .is_some_and(|t| t.len() <= 64 * 1024)
+    );
     assert!(run.dead[12]["record_base64"].is_string());
-    let summary: Value = serde_json::from_str(run.stderr.lines().last().expect("summary line")).expect("summary json");
-    assert_eq!(summary["events"], 3, "the three good records were processed: {summary}");
+    let summary: Value = serde_json::from_str(run.stderr.lines().last().expect("summary line"))
+        .expect("summary json");
+    assert_eq!(
+        summary["events"], 3,
+        "the three good records were processed: {summary}"
+    );
     assert_eq!(summary["rejected"], 13);
 }
 
@@ -176,8 +253,15 @@ fn secrets_are_never_written() {
     assert_eq!(run.dead.len(), 1);
     assert_eq!(run.dead[0]["record"]["token"], "[redacted]");
     assert_eq!(run.revocations.len(), 1, "the replayed token is caught");
-    let everything = format!("{:?}{:?}{:?}{}", run.alerts, run.revocations, run.dead, run.stderr);
-    for s in ["SECRET-BEARER-VALUE", "SECRET-COOKIE-VALUE", "JTI-SHOULD-BE-HASHED"] {
+    let everything = format!(
+        "{:?}{:?}{:?}{}",
+        run.alerts, run.revocations, run.dead, run.stderr
+    );
+    for s in [
+        "SECRET-BEARER-VALUE",
+        "SECRET-COOKIE-VALUE",
+        "JTI-SHOULD-BE-HASHED",
+    ] {
         assert!(!everything.contains(s), "{s} leaked");
     }
 }
@@ -185,14 +269,23 @@ fn secrets_are_never_written() {
 #[test]
 fn check_config_accepts_the_example_and_rejects_typos() {
     let ok = vigil(&["check-config", "config/example.toml"], None);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("impossible_travel"));
     let dir = scratch("bad-config");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[engine.policy]\nrevoke_at = 500\n").expect("write");
     let out = vigil(&["check-config", bad.to_str().expect("utf-8")], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("revoke_at"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revoke_at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let missing = vigil(&["replay", "no-such-file.jsonl"], None);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-file.jsonl"));
@@ -210,19 +303,60 @@ fn signed_sets_verify_with_the_configured_key() {
     let key_path = dir.join("set.pem");
     std::fs::write(&key_path, pem.as_bytes()).expect("write key");
     let cfg = dir.join("vigil.toml");
-    std::fs::write(&cfg, format!("[output]\nsigning_key_file = {:?}\nsigning_key_id = \"k-test\"\n", key_path)).expect("write cfg");
-    let run = replay("signing-run", &["--config", cfg.to_str().expect("utf-8"), "tests/data/samples/native.jsonl"], None);
+    std::fs::write(
+        &cfg,
+        format!(
+            "[output]\nsigning_key_file = {:?}\nsigning_key_id = \"k-test\"\n",
+            key_path
+        ),
+    )
+    .expect("write cfg");
+    let run = replay(
+        "signing-run",
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "tests/data/samples/native.jsonl",
+        ],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.revocations.is_empty());
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     for r in &run.revocations {
         let jws = r["set_jwt"].as_str().expect("signed form");
         let parts: Vec<&str> = jws.split('.').collect();
-        let header: Value = serde_json::from_slice(&b64.decode(parts[0]).expect("b64")).expect("json");
-        assert_eq!((header["typ"].as_str(), header["kid"].as_str()), (Some("secevent+jwt"), Some("k-test")));
-        let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
+        let header: Value =
+            serde_json::from_slice(&b64.decode(parts[0]).expect("b64")).expect("json");
+        assert_eq!(
+            (header["typ"].as_str(), header["kid"].as_str()),
+            (Some("secevent+jwt"), Some("k-test"))
+        );
+        let claims: Value =
+            serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
         assert_eq!(claims["jti"], r["jti"]);
-        let sig = p256::ecdsa::Signature::from_slice(&b64.decode(parts[2]).expect("b64")).expect("sig");
-        key.verifying_key().verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).expect("verifies");
+        let sig =
+            p256::ecdsa::Signature::from_slice(&b64.decode(parts[2]).expect("b64")).expect("sig");
+        key.verifying_key()
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+            .expect("verifies");
     }
+}
+
+/// The documented Envoy access-log mapping: the replayed token from a hosting provider with a
+/// scripting client is revoked, the unauthenticated request is rejected for its missing
+/// session, and the ordinary users pass.
+#[test]
+fn gateway_access_log_fixture() {
+    let run = replay("gateway", &["tests/data/gateway/envoy-access.jsonl"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let reasons: Vec<(&str, &str)> = run
+        .dead
+        .iter()
+        .map(|d| (d["reason"].as_str().unwrap_or_default(), d["field"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(reasons, [("missing_field", "session_id")]);
+    let revoked: Vec<&str> = run.revocations.iter().map(|r| r["sub_id"]["session"]["id"].as_str().unwrap_or_default()).collect();
+    assert_eq!(revoked, ["102sidA"]);
+    assert!(run.alerts.iter().all(|a| a["actor"]["session"]["uid"] == "102sidA"));
 }

@@ -8,12 +8,19 @@ use crate::{ndjson, root, scratch, vigil};
 fn validator(name: &str) -> jsonschema::Validator {
     let text = std::fs::read_to_string(root().join("schemas").join(name)).expect("schema file");
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
-    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name} is not a valid schema: {e}"))
+    jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("{name} is not a valid schema: {e}"))
 }
 
 fn assert_valid(v: &jsonschema::Validator, doc: &Value, what: &str) {
-    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "{what} fails its schema: {errors:?}\n{doc}");
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} fails its schema: {errors:?}\n{doc}"
+    );
 }
 
 #[test]
@@ -23,11 +30,25 @@ fn outputs_validate_against_their_schemas() {
     let r = dir.join("r.jsonl");
     let d = dir.join("d.jsonl");
     let out = vigil(
-        &["replay", "--geoip", "tests/data/geoip-test.mmdb", "--alerts", a.to_str().expect("p"),
-          "--revocations", r.to_str().expect("p"), "--dead-letter", d.to_str().expect("p"), "-"],
+        &[
+            "replay",
+            "--geoip",
+            "tests/data/geoip-test.mmdb",
+            "--alerts",
+            a.to_str().expect("p"),
+            "--revocations",
+            r.to_str().expect("p"),
+            "--dead-letter",
+            d.to_str().expect("p"),
+            "-",
+        ],
         Some(
-            [std::fs::read_to_string(root().join("tests/data/samples/native.jsonl")).expect("sample"),
-             "{broken\n".into(), "{\"id\":1}\n".into()]
+            [
+                std::fs::read_to_string(root().join("tests/data/samples/native.jsonl"))
+                    .expect("sample"),
+                "{broken\n".into(),
+                "{\"id\":1}\n".into(),
+            ]
             .concat()
             .as_bytes(),
         ),
@@ -37,7 +58,11 @@ fn outputs_validate_against_their_schemas() {
     let revocations = ndjson(&std::fs::read(&r).expect("revocations"));
     let dead = ndjson(&std::fs::read(&d).expect("dead letters"));
     assert!(alerts.len() >= 7 && revocations.len() >= 7 && dead.len() == 2);
-    let (va, vr, vd) = (validator("alert.v1.json"), validator("revocation.v1.json"), validator("dead-letter.v1.json"));
+    let (va, vr, vd) = (
+        validator("alert.v1.json"),
+        validator("revocation.v1.json"),
+        validator("dead-letter.v1.json"),
+    );
     for x in &alerts {
         assert_valid(&va, x, "alert");
     }
@@ -83,9 +108,11 @@ fn revocation_schema_rejects_sub_exp_and_extra_events() {
     with_exp["exp"] = json!(2);
     assert!(!v.is_valid(&with_exp));
     let mut two = good.clone();
-    two["events"]["https://schemas.openid.net/secevent/caep/event-type/credential-change"] = json!({});
+    two["events"]["https://schemas.openid.net/secevent/caep/event-type/credential-change"] =
+        json!({});
     assert!(!v.is_valid(&two));
     let mut empty_reason = good;
-    empty_reason["events"]["https://schemas.openid.net/secevent/caep/event-type/session-revoked"]["reason_admin"] = json!({"en": ""});
+    empty_reason["events"]["https://schemas.openid.net/secevent/caep/event-type/session-revoked"]
+        ["reason_admin"] = json!({"en": ""});
     assert!(!v.is_valid(&empty_reason));
 }

@@ -17,8 +17,13 @@ pub fn vigil(args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.args(args).current_dir(root());
-    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("vigil binary runs");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin piped");
@@ -39,7 +44,9 @@ pub fn ndjson(text: &[u8]) -> Vec<serde_json::Value> {
 
 /// A fresh scratch directory under the target directory.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = root().join("target/test-scratch").join(format!("{name}-{}", std::process::id()));
+    let dir = root()
+        .join("target/test-scratch")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir

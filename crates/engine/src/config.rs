@@ -60,11 +60,13 @@ impl fmt::Debug for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?}: {e} (write e.g. \"30s\", \"5m\", \"12h\", \"7d\")"
-            ))
-        })
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?}: {e} (write e.g. \"30s\", \"5m\", \"12h\", \"7d\")"
+                ))
+            })
     }
 }
 
@@ -146,8 +148,8 @@ impl Default for NetworkConfig {
             // AWS, Azure, Google Cloud, DigitalOcean, OVH, Hetzner, Linode, Vultr, M247,
             // Oracle Cloud, Alibaba Cloud, Tencent Cloud.
             hosting_asns: vec![
-                16509, 14618, 8075, 396982, 14061, 16276, 24940, 63949, 20473, 9009, 31898,
-                45102, 132203,
+                16509, 14618, 8075, 396982, 14061, 16276, 24940, 63949, 20473, 9009, 31898, 45102,
+                132203,
             ],
             default_accuracy_km: 25,
             same_place_km: 20.0,
@@ -167,7 +169,11 @@ pub fn check_range<T: PartialOrd + fmt::Display>(
     expected: &'static str,
 ) -> Result<(), ConfigError> {
     if v < lo || v > hi {
-        return Err(ConfigError::OutOfRange { field, value: v.to_string(), expected });
+        return Err(ConfigError::OutOfRange {
+            field,
+            value: v.to_string(),
+            expected,
+        });
     }
     Ok(())
 }

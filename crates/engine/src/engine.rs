@@ -83,8 +83,20 @@ impl Engine {
     /// Builds an engine, validating the configuration.
     pub fn new(cfg: &EngineConfig) -> Result<Self, ConfigError> {
         let st = &cfg.state;
-        crate::config::check_range("state.max_sessions", st.max_sessions, 1, 1 << 30, "between 1 and 2^30")?;
-        crate::config::check_range("state.max_tokens", st.max_tokens, 1, 1 << 30, "between 1 and 2^30")?;
+        crate::config::check_range(
+            "state.max_sessions",
+            st.max_sessions,
+            1,
+            1 << 30,
+            "between 1 and 2^30",
+        )?;
+        crate::config::check_range(
+            "state.max_tokens",
+            st.max_tokens,
+            1,
+            1 << 30,
+            "between 1 and 2^30",
+        )?;
         if st.idle_ttl > st.absolute_ttl {
             return Err(ConfigError::OutOfRange {
                 field: "state.idle_ttl",
@@ -179,7 +191,8 @@ impl Engine {
 
         if self.sessions.get(ev.session_id.as_str()).is_none() {
             self.stats.sessions_created += 1;
-            self.sessions.insert(ev.session_id.as_str().into(), SessionState::new(ev));
+            self.sessions
+                .insert(ev.session_id.as_str().into(), SessionState::new(ev));
         }
         let findings = std::mem::take(&mut self.findings);
         self.apply_policy(ev, &findings, out);
@@ -203,19 +216,24 @@ impl Engine {
 
     fn observe_event(&self, ev: &SessionEvent) -> Observation {
         let device = ev.device_id.as_deref().map(hash_str);
-        let place = if ev.geo.coordinates().is_some() || ev.geo.asn.is_some() || ev.geo.country.is_some() {
-            Some(Place {
-                coords: ev.geo.coordinates(),
-                accuracy_km: ev.geo.accuracy_km.unwrap_or(self.net.default_accuracy_km),
-                asn: ev.geo.asn.unwrap_or(0),
-                country: ev.geo.country.as_deref().map_or(0, |c| hash_str(&c.to_ascii_uppercase())),
-                device: device.unwrap_or(0),
-                first_seen: ev.time_ms,
-                last_seen: ev.time_ms,
-            })
-        } else {
-            None
-        };
+        let place =
+            if ev.geo.coordinates().is_some() || ev.geo.asn.is_some() || ev.geo.country.is_some() {
+                Some(Place {
+                    coords: ev.geo.coordinates(),
+                    accuracy_km: ev.geo.accuracy_km.unwrap_or(self.net.default_accuracy_km),
+                    asn: ev.geo.asn.unwrap_or(0),
+                    country: ev
+                        .geo
+                        .country
+                        .as_deref()
+                        .map_or(0, |c| hash_str(&c.to_ascii_uppercase())),
+                    device: device.unwrap_or(0),
+                    first_seen: ev.time_ms,
+                    last_seen: ev.time_ms,
+                })
+            } else {
+                None
+            };
         Observation {
             ua: ev.user_agent.as_deref().map(ua::parse),
             device,
@@ -230,7 +248,9 @@ impl Engine {
             return;
         }
         let window = self.policy.evidence_window_ms;
-        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else { return };
+        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else {
+            return;
+        };
         s.recent_findings.retain(|(t, _)| ev.time_ms - *t <= window);
         let mut revoke_detectors = Vec::new();
         let stats_window = s.window_stats(ev.time_ms, self.window_ms);
@@ -250,7 +270,13 @@ impl Engine {
                 revoke_detectors.push(f.detector);
             }
             self.stats.alerts += 1;
-            out.alerts.push(Alert::new(ev, f.clone(), action, stats_window, decision.risk));
+            out.alerts.push(Alert::new(
+                ev,
+                f.clone(),
+                action,
+                stats_window,
+                decision.risk,
+            ));
         }
         if !revoke_detectors.is_empty() {
             s.revoked = true;
@@ -268,14 +294,17 @@ impl Engine {
                 revoke_detectors.join(", ")
             );
             self.stats.revocations += 1;
-            out.revocations.push(Revocation::new(ev, revoke_detectors, reason));
+            out.revocations
+                .push(Revocation::new(ev, revoke_detectors, reason));
         }
     }
 
     fn update_session(&mut self, ev: &SessionEvent, obs: &Observation) {
         let scope_baseline_ms = self.scope_baseline_ms;
         let same_km = self.net.same_place_km;
-        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else { return };
+        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else {
+            return;
+        };
         s.events = s.events.saturating_add(1);
         s.last_seen = s.last_seen.max(ev.time_ms);
         s.rate.record(ev.time_ms);
@@ -300,7 +329,10 @@ impl Engine {
             s.ips.insert(ip, ev.time_ms);
         }
         if let Some(p) = obs.place {
-            if p.country != 0 && !s.countries.contains(&p.country) && s.countries.len() < MAX_NETWORKS {
+            if p.country != 0
+                && !s.countries.contains(&p.country)
+                && s.countries.len() < MAX_NETWORKS
+            {
                 s.countries.push(p.country);
             }
             if p.asn != 0 {
@@ -322,10 +354,14 @@ impl Engine {
             s.last_place = Some(p);
         }
         if !ev.scopes.is_empty() {
-            let until = *s.baseline_until.get_or_insert(ev.time_ms + scope_baseline_ms);
+            let until = *s
+                .baseline_until
+                .get_or_insert(ev.time_ms + scope_baseline_ms);
             if ev.time_ms <= until {
                 for sc in &ev.scopes {
-                    if s.baseline_scopes.len() < MAX_SCOPES && !s.baseline_scopes.iter().any(|b| **b == **sc) {
+                    if s.baseline_scopes.len() < MAX_SCOPES
+                        && !s.baseline_scopes.iter().any(|b| **b == **sc)
+                    {
                         s.baseline_scopes.push(sc.as_str().into());
                     }
                 }
@@ -335,7 +371,10 @@ impl Engine {
     }
 
     fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation) {
-        let ended = self.sessions.get(ev.session_id.as_str()).and_then(|s| s.ended_at);
+        let ended = self
+            .sessions
+            .get(ev.session_id.as_str())
+            .and_then(|s| s.ended_at);
         if let Some(t) = ev.token {
             match self.tokens.get_mut(&t) {
                 Some(b) => {

@@ -65,7 +65,9 @@ impl Default for PolicyConfig {
         let mut detectors = BTreeMap::new();
         detectors.insert(
             detectors::scope_expansion::NAME.to_owned(),
-            DetectorPolicy { max_action: ActionName::StepUp },
+            DetectorPolicy {
+                max_action: ActionName::StepUp,
+            },
         );
         Self {
             revoke_at: 80,
@@ -101,8 +103,20 @@ impl Policy {
     /// Validates the thresholds and detector names.
     pub fn new(c: &PolicyConfig) -> Result<Self, ConfigError> {
         check_range("policy.revoke_at", c.revoke_at, 1, 100, "between 1 and 100")?;
-        check_range("policy.step_up_at", c.step_up_at, 1, c.revoke_at, "between 1 and policy.revoke_at")?;
-        check_range("policy.alert_at", c.alert_at, 1, c.step_up_at, "between 1 and policy.step_up_at")?;
+        check_range(
+            "policy.step_up_at",
+            c.step_up_at,
+            1,
+            c.revoke_at,
+            "between 1 and policy.revoke_at",
+        )?;
+        check_range(
+            "policy.alert_at",
+            c.alert_at,
+            1,
+            c.step_up_at,
+            "between 1 and policy.step_up_at",
+        )?;
         let mut caps = BTreeMap::new();
         for (name, p) in &c.detectors {
             let Some(known) = detectors::NAMES.iter().find(|n| **n == name.as_str()) else {
@@ -156,21 +170,44 @@ mod tests {
     #[test]
     fn noisy_or_combines_and_caps_apply_alone() {
         let p = Policy::new(&PolicyConfig::default()).expect("defaults are valid");
-        assert_eq!(p.decide("impossible_travel", 85, &[]).action, Some(Action::Revoke));
-        assert_eq!(p.decide("device_swap", 70, &[]).action, Some(Action::StepUp));
+        assert_eq!(
+            p.decide("impossible_travel", 85, &[]).action,
+            Some(Action::Revoke)
+        );
+        assert_eq!(
+            p.decide("device_swap", 70, &[]).action,
+            Some(Action::StepUp)
+        );
         assert_eq!(p.decide("device_swap", 20, &[]).action, None);
         let d = p.decide("device_swap", 60, &[60]);
         assert_eq!((d.risk, d.action), (84, Some(Action::Revoke)));
-        assert_eq!(p.decide("scope_expansion", 95, &[]).action, Some(Action::StepUp));
-        assert_eq!(p.decide("scope_expansion", 95, &[50]).action, Some(Action::Revoke));
+        assert_eq!(
+            p.decide("scope_expansion", 95, &[]).action,
+            Some(Action::StepUp)
+        );
+        assert_eq!(
+            p.decide("scope_expansion", 95, &[50]).action,
+            Some(Action::Revoke)
+        );
     }
 
     #[test]
     fn rejects_bad_thresholds_and_unknown_detectors() {
-        let c = PolicyConfig { step_up_at: 90, ..PolicyConfig::default() };
+        let c = PolicyConfig {
+            step_up_at: 90,
+            ..PolicyConfig::default()
+        };
         assert!(Policy::new(&c).is_err());
         let mut c = PolicyConfig::default();
-        c.detectors.insert("nope".into(), DetectorPolicy { max_action: ActionName::Alert });
-        assert!(matches!(Policy::new(&c), Err(ConfigError::UnknownDetector { .. })));
+        c.detectors.insert(
+            "nope".into(),
+            DetectorPolicy {
+                max_action: ActionName::Alert,
+            },
+        );
+        assert!(matches!(
+            Policy::new(&c),
+            Err(ConfigError::UnknownDetector { .. })
+        ));
     }
 }

@@ -301,7 +301,14 @@ mod tests {
         t.insert("fresh", T(1100, 1150));
         assert_eq!(t.sweep(1200), 2);
         assert!(t.get("fresh").is_some());
-        assert_eq!(t.evictions, EvictionCounts { idle: 1, absolute: 1, capacity: 0 });
+        assert_eq!(
+            t.evictions,
+            EvictionCounts {
+                idle: 1,
+                absolute: 1,
+                capacity: 0
+            }
+        );
     }
 
     #[test]

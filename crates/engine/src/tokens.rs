@@ -59,4 +59,3 @@ impl Aged for RefreshState {
         self.last_seen
     }
 }
-

@@ -77,12 +77,18 @@ pub fn parse(ua: &str) -> UaInfo {
             .filter(|code| *code != 6 || ua.contains("Safari/"))
             .unwrap_or_else(|| product_hash(ua))
     };
-    UaInfo { family, os: os_of(ua) }
+    UaInfo {
+        family,
+        os: os_of(ua),
+    }
 }
 
 /// A readable family name for alerts.
 pub fn family_name(code: u32) -> &'static str {
-    KNOWN.iter().find(|(_, c, _)| *c == code).map_or("other", |(_, _, n)| n)
+    KNOWN
+        .iter()
+        .find(|(_, c, _)| *c == code)
+        .map_or("other", |(_, _, n)| n)
 }
 
 fn os_of(ua: &str) -> Os {
@@ -139,7 +145,10 @@ mod tests {
         assert_eq!(parse(SAFARI_IOS).os, Os::Ios);
         assert_eq!(parse(SAFARI_MAC).os, Os::MacOs);
         assert_eq!(family_name(parse(SAFARI_MAC).family), "safari");
-        assert_eq!(family_name(parse("python-requests/2.31.0").family), "python");
+        assert_eq!(
+            family_name(parse("python-requests/2.31.0").family),
+            "python"
+        );
         assert_ne!(parse("MyApp/1.0").family, parse("OtherApp/1.0").family);
     }
 }

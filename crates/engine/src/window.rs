@@ -28,12 +28,17 @@ impl<const CAP: usize> DistinctWindow<CAP> {
 
     /// How many distinct values were seen in `(now - window, now]`.
     pub fn count(&self, now: i64, window_ms: i64) -> usize {
-        self.entries.iter().filter(|e| e.1 > now - window_ms).count()
+        self.entries
+            .iter()
+            .filter(|e| e.1 > now - window_ms)
+            .count()
     }
 
     /// Whether `value` was seen in the window.
     pub fn contains(&self, value: u64, now: i64, window_ms: i64) -> bool {
-        self.entries.iter().any(|e| e.0 == value && e.1 > now - window_ms)
+        self.entries
+            .iter()
+            .any(|e| e.0 == value && e.1 > now - window_ms)
     }
 }
 

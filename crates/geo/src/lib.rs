@@ -163,29 +163,45 @@ pub struct GeoDb {
 impl std::fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.readers.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("GeoDb").field("databases", &names).field("cached", &self.cache.len()).finish()
+        f.debug_struct("GeoDb")
+            .field("databases", &names)
+            .field("cached", &self.cache.len())
+            .finish()
     }
 }
 
 impl GeoDb {
     /// An empty set of databases; `cache_cap` bounds the per-IP cache (0 disables it).
     pub fn new(cache_cap: usize) -> Self {
-        Self { readers: Vec::new(), cache: FxHashMap::default(), cache_cap, hits: 0, misses: 0 }
+        Self {
+            readers: Vec::new(),
+            cache: FxHashMap::default(),
+            cache_cap,
+            hits: 0,
+            misses: 0,
+        }
     }
 
     /// Opens a database file and adds it.
     pub fn open(&mut self, path: impl AsRef<Path>) -> Result<(), GeoError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|source| GeoError::Read { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| GeoError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         self.add(&path.display().to_string(), bytes)
     }
 
     /// Adds a database from its bytes; `name` is used in errors and diagnostics.
     pub fn add(&mut self, name: &str, bytes: Vec<u8>) -> Result<(), GeoError> {
-        let reader = Reader::from_source(bytes)
-            .map_err(|e| GeoError::Invalid { path: name.to_owned(), reason: e.to_string() })?;
-        self.readers.push((format!("{name} ({})", reader.metadata().database_type), reader));
+        let reader = Reader::from_source(bytes).map_err(|e| GeoError::Invalid {
+            path: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.readers.push((
+            format!("{name} ({})", reader.metadata().database_type),
+            reader,
+        ));
         self.cache.clear();
         Ok(())
     }

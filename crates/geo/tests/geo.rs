@@ -4,20 +4,27 @@ use vigil_geo::GeoDb;
 
 fn db() -> GeoDb {
     let mut g = GeoDb::new(16);
-    g.add("test-city-asn", vigil_testkit::geoip::test_database()).expect("valid test database");
+    g.add("test-city-asn", vigil_testkit::geoip::test_database())
+        .expect("valid test database");
     g
 }
 
 #[test]
 fn looks_up_city_and_asn_fields() {
     let mut g = db();
-    let info = g.lookup("81.2.69.10".parse().expect("ip")).expect("covered").clone();
+    let info = g
+        .lookup("81.2.69.10".parse().expect("ip"))
+        .expect("covered")
+        .clone();
     assert_eq!(info.country.as_deref(), Some("GB"));
     assert_eq!(info.city.as_deref(), Some("London"));
     assert_eq!(info.asn, Some(2856));
     assert!(info.lat.is_some_and(|l| (l - 51.5074).abs() < 1e-6));
     assert_eq!(info.accuracy_km, Some(10));
-    let v6 = g.lookup("2a00:23c5::1".parse().expect("ip")).expect("covered").clone();
+    let v6 = g
+        .lookup("2a00:23c5::1".parse().expect("ip"))
+        .expect("covered")
+        .clone();
     assert_eq!(v6.asn, Some(2856));
     assert!(g.lookup("192.0.2.1".parse().expect("ip")).is_none());
 }
@@ -40,7 +47,8 @@ fn source_geo_wins_over_database() {
     let mut g = db();
     let ctx = vigil_model::adapters::AdapterContext::new(b"k");
     let line = br#"{"id":"1","time":"2024-05-01T00:00:00Z","kind":"access","session_id":"s","user_id":"u","ip":"81.2.69.10","geo":{"country":"FR","lat":48.85,"lon":2.35}}"#;
-    let mut ev = vigil_model::adapters::parse_record(line, Default::default(), &ctx).expect("valid");
+    let mut ev =
+        vigil_model::adapters::parse_record(line, Default::default(), &ctx).expect("valid");
     g.enrich(&mut ev);
     assert_eq!(ev.geo.country.as_deref(), Some("FR"));
     assert_eq!(ev.geo.lat, Some(48.85));
@@ -50,6 +58,8 @@ fn source_geo_wins_over_database() {
 #[test]
 fn garbage_is_a_clear_error() {
     let mut g = GeoDb::new(4);
-    let err = g.add("junk.mmdb", b"not a database".to_vec()).expect_err("rejected");
+    let err = g
+        .add("junk.mmdb", b"not a database".to_vec())
+        .expect_err("rejected");
     assert!(err.to_string().contains("junk.mmdb"), "{err}");
 }

@@ -35,16 +35,24 @@ impl SetSigner {
     /// Loads a PKCS#8 PEM P-256 private key (`openssl genpkey -algorithm EC -pkeyopt
     /// ec_paramgen_curve:P-256`).
     pub fn from_pem(pem: &str, kid: impl Into<String>) -> Result<Self, KeyError> {
-        let key = SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| KeyError::BadKey { reason: e.to_string() })?;
-        Ok(Self { key, kid: kid.into() })
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyError::BadKey {
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            key,
+            kid: kid.into(),
+        })
     }
 
     /// A signer from a raw 32-byte scalar (tests and tools).
     pub fn from_scalar(bytes: &[u8; 32], kid: impl Into<String>) -> Result<Self, KeyError> {
-        let key = SigningKey::from_bytes(bytes.into())
-            .map_err(|e| KeyError::BadKey { reason: e.to_string() })?;
-        Ok(Self { key, kid: kid.into() })
+        let key = SigningKey::from_bytes(bytes.into()).map_err(|e| KeyError::BadKey {
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            key,
+            kid: kid.into(),
+        })
     }
 
     /// The key id placed in the JWS header.
@@ -90,9 +98,17 @@ mod tests {
         let sig_bytes = URL_SAFE_NO_PAD.decode(parts[2]).expect("b64");
         let sig = Signature::from_slice(&sig_bytes).expect("64-byte signature");
         let signed = format!("{}.{}", parts[0], parts[1]);
-        signer.verifying_key().verify(signed.as_bytes(), &sig).expect("verifies");
+        signer
+            .verifying_key()
+            .verify(signed.as_bytes(), &sig)
+            .expect("verifies");
         let tampered = format!("{}.{}x", parts[0], parts[1]);
-        assert!(signer.verifying_key().verify(tampered.as_bytes(), &sig).is_err());
+        assert!(
+            signer
+                .verifying_key()
+                .verify(tampered.as_bytes(), &sig)
+                .is_err()
+        );
     }
 
     #[test]

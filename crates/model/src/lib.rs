@@ -27,6 +27,8 @@ pub mod time;
 pub mod token;
 
 pub use event::{EventKind, Geo, SessionEvent, SourceFormat};
-pub use output::{Action, Alert, Anomaly, Endpoint, Finding, Revocation, Severity, Subject, WindowStats};
+pub use output::{
+    Action, Alert, Anomaly, Endpoint, Finding, Revocation, Severity, Subject, WindowStats,
+};
 pub use reject::{RejectReason, Rejection};
 pub use token::{TokenHash, TokenHasher};

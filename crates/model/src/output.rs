@@ -29,7 +29,14 @@ pub fn deterministic_id(parts: &[&str]) -> String {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// How bad a finding is.
@@ -226,7 +233,11 @@ pub struct Subject {
 impl Subject {
     /// The subject of an event.
     pub fn of(ev: &SessionEvent) -> Self {
-        Self { session_id: ev.session_id.clone(), user_id: ev.user_id.clone(), tenant: ev.tenant.clone() }
+        Self {
+            session_id: ev.session_id.clone(),
+            user_id: ev.user_id.clone(),
+            tenant: ev.tenant.clone(),
+        }
     }
 }
 
@@ -294,8 +305,11 @@ impl Alert {
     /// The alert as an OCSF 1.3 Detection Finding (class 2004).
     pub fn to_ocsf(&self, product_version: &str) -> Value {
         let f = &self.finding;
-        let evidences: Vec<Value> =
-            [&f.before, &f.after].into_iter().flatten().map(Endpoint::to_ocsf).collect();
+        let evidences: Vec<Value> = [&f.before, &f.after]
+            .into_iter()
+            .flatten()
+            .map(Endpoint::to_ocsf)
+            .collect();
         let anomalies: Vec<Value> = f
             .anomalies
             .iter()
@@ -418,8 +432,14 @@ impl Revocation {
     pub fn to_set(&self, issuer: &str, audience: &str, iat: i64) -> Value {
         let mut sub = serde_json::Map::new();
         sub.insert("format".into(), json!("complex"));
-        sub.insert("session".into(), json!({ "format": "opaque", "id": self.subject.session_id }));
-        sub.insert("user".into(), json!({ "format": "opaque", "id": self.subject.user_id }));
+        sub.insert(
+            "session".into(),
+            json!({ "format": "opaque", "id": self.subject.session_id }),
+        );
+        sub.insert(
+            "user".into(),
+            json!({ "format": "opaque", "id": self.subject.user_id }),
+        );
         if let Some(t) = &self.subject.tenant {
             sub.insert("tenant".into(), json!({ "format": "opaque", "id": t }));
         }

@@ -90,22 +90,38 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with no particular field.
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self { reason, field: None, detail: detail.into() }
+        Self {
+            reason,
+            field: None,
+            detail: detail.into(),
+        }
     }
 
     /// A rejection caused by one field.
     pub fn field(reason: RejectReason, field: &'static str, detail: impl Into<String>) -> Self {
-        Self { reason, field: Some(field), detail: detail.into() }
+        Self {
+            reason,
+            field: Some(field),
+            detail: detail.into(),
+        }
     }
 
     /// A required field is absent or empty.
     pub fn missing(field: &'static str) -> Self {
-        Self::field(RejectReason::MissingField, field, format!("required field {field} is missing"))
+        Self::field(
+            RejectReason::MissingField,
+            field,
+            format!("required field {field} is missing"),
+        )
     }
 
     /// A field has the wrong JSON type.
     pub fn wrong_type(field: &'static str, expected: &str) -> Self {
-        Self::field(RejectReason::WrongType, field, format!("field {field} must be {expected}"))
+        Self::field(
+            RejectReason::WrongType,
+            field,
+            format!("field {field} must be {expected}"),
+        )
     }
 }
 

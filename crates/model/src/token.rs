@@ -19,7 +19,7 @@ impl TokenHash {
     /// Parses a hex digest (at least 32 hex digits; a full 64-digit HMAC-SHA256 is truncated).
     pub fn from_hex(s: &str) -> Option<Self> {
         let b = s.as_bytes();
-        if b.len() < 32 || b.len() % 2 != 0 || b.len() > 128 {
+        if b.len() < 32 || !b.len().is_multiple_of(2) || b.len() > 128 {
             return None;
         }
         let mut out = [0u8; 16];

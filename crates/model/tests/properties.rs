@@ -3,8 +3,13 @@ use serde_json::{Map, Value, json};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record, parse_value};
 use vigil_model::time;
 
-const FORMATS: [InputFormat; 5] =
-    [InputFormat::Auto, InputFormat::Native, InputFormat::Okta, InputFormat::Entra, InputFormat::Ocsf];
+const FORMATS: [InputFormat; 5] = [
+    InputFormat::Auto,
+    InputFormat::Native,
+    InputFormat::Okta,
+    InputFormat::Entra,
+    InputFormat::Ocsf,
+];
 
 fn ctx() -> AdapterContext {
     let mut c = AdapterContext::new(b"proptest-key");
@@ -17,28 +22,66 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         "[a-zA-Z0-9:.\\-_ ]{0,24}".prop_map(Value::String),
         prop_oneof![
-            Just("2024-05-01T12:00:00Z"), Just("1.2.3.4"), Just("user.session.start"),
-            Just("access"), Just("SignInLogs"), Just("::1"), Just("9999-99-99T99:99:99Z"),
+            Just("2024-05-01T12:00:00Z"),
+            Just("1.2.3.4"),
+            Just("user.session.start"),
+            Just("access"),
+            Just("SignInLogs"),
+            Just("::1"),
+            Just("9999-99-99T99:99:99Z"),
         ]
         .prop_map(|s| Value::String(s.into())),
     ];
     let keys = prop_oneof![
-        Just("id"), Just("time"), Just("kind"), Just("session_id"), Just("user_id"), Just("ip"),
-        Just("geo"), Just("lat"), Just("lon"), Just("asn"), Just("scopes"), Just("token_id"),
-        Just("eventType"), Just("published"), Just("uuid"), Just("actor"), Just("client"),
-        Just("authenticationContext"), Just("externalSessionId"), Just("properties"),
-        Just("sessionId"), Just("userId"), Just("class_uid"), Just("session"), Just("uid"),
-        Just("metadata"), Just("user"), Just("target"), Just("debugContext"), Just("debugData"),
-        Just("location"), Just("src_endpoint"), Just("token_hash"), Just("status"),
+        Just("id"),
+        Just("time"),
+        Just("kind"),
+        Just("session_id"),
+        Just("user_id"),
+        Just("ip"),
+        Just("geo"),
+        Just("lat"),
+        Just("lon"),
+        Just("asn"),
+        Just("scopes"),
+        Just("token_id"),
+        Just("eventType"),
+        Just("published"),
+        Just("uuid"),
+        Just("actor"),
+        Just("client"),
+        Just("authenticationContext"),
+        Just("externalSessionId"),
+        Just("properties"),
+        Just("sessionId"),
+        Just("userId"),
+        Just("class_uid"),
+        Just("session"),
+        Just("uid"),
+        Just("metadata"),
+        Just("user"),
+        Just("target"),
+        Just("debugContext"),
+        Just("debugData"),
+        Just("location"),
+        Just("src_endpoint"),
+        Just("token_hash"),
+        Just("status"),
     ];
     leaf.prop_recursive(4, 48, 8, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::vec((keys.clone(), inner), 0..8).prop_map(|kv| {
-                Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+                Value::Object(
+                    kv.into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect::<Map<_, _>>(),
+                )
             }),
         ]
     })
@@ -132,7 +175,11 @@ proptest! {
 }
 
 fn collect_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<String>) {
-    out.push(if prefix.is_empty() { String::new() } else { format!("/{}", prefix.join("/")) });
+    out.push(if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("/{}", prefix.join("/"))
+    });
     if let Value::Object(m) = v {
         for (k, child) in m {
             prefix.push(k.replace('~', "~0").replace('/', "~1"));

@@ -41,13 +41,24 @@ struct Record {
 /// The database bytes. Deterministic: the same build always yields the same bytes.
 pub fn test_database() -> Vec<u8> {
     let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    let mut w = mmdb_writer::Writer::builder("Vigil-Test-City-ASN").build_epoch(epoch).build();
+    let mut w = mmdb_writer::Writer::builder("Vigil-Test-City-ASN")
+        .build_epoch(epoch)
+        .build();
     for p in ALL {
         let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
         let rec = Record {
-            country: Iso { iso_code: p.country, names: Names { en: p.country_name } },
-            city: City { names: Names { en: p.city } },
-            location: Location { latitude: p.lat, longitude: p.lon, accuracy_radius: 10 },
+            country: Iso {
+                iso_code: p.country,
+                names: Names { en: p.country_name },
+            },
+            city: City {
+                names: Names { en: p.city },
+            },
+            location: Location {
+                latitude: p.lat,
+                longitude: p.lon,
+                accuracy_radius: 10,
+            },
             autonomous_system_number: p.asn,
             autonomous_system_organization: p.as_org,
         };

@@ -28,26 +28,163 @@ macro_rules! place {
     ($name:ident, $city:expr, $cc:expr, $cn:expr, $lat:expr, $lon:expr, $asn:expr, $org:expr, $cidr:expr, $ip:expr) => {
         #[doc = concat!($city, ", ", $org)]
         pub const $name: Place = Place {
-            city: $city, country: $cc, country_name: $cn, lat: $lat, lon: $lon,
-            asn: $asn, as_org: $org, cidr: $cidr, ip: $ip,
+            city: $city,
+            country: $cc,
+            country_name: $cn,
+            lat: $lat,
+            lon: $lon,
+            asn: $asn,
+            as_org: $org,
+            cidr: $cidr,
+            ip: $ip,
         };
     };
 }
 
-place!(LONDON_BT, "London", "GB", "United Kingdom", 51.5074, -0.1278, 2856, "British Telecommunications", "81.2.69.0/24", "81.2.69.10");
-place!(LONDON_BT_V6, "Croydon", "GB", "United Kingdom", 51.3762, -0.0982, 2856, "British Telecommunications", "2a00:23c5::/32", "2a00:23c5:1234::1");
-place!(AMSTERDAM_DO, "Amsterdam", "NL", "Netherlands", 52.3676, 4.9041, 14061, "DigitalOcean", "167.99.0.0/16", "167.99.1.20");
-place!(NEW_YORK_VZ, "New York", "US", "United States", 40.7128, -74.006, 701, "Verizon", "72.229.28.0/24", "72.229.28.185");
-place!(BERLIN_DT, "Berlin", "DE", "Germany", 52.52, 13.405, 3320, "Deutsche Telekom", "91.64.0.0/16", "91.64.1.1");
-place!(BERLIN_O2, "Berlin", "DE", "Germany", 52.53, 13.38, 6805, "Telefonica Germany", "176.0.0.0/16", "176.0.1.2");
-place!(HAMBURG_DT, "Hamburg", "DE", "Germany", 53.5511, 9.9937, 3320, "Deutsche Telekom", "87.123.0.0/16", "87.123.9.9");
-place!(FRANKFURT_ZSCALER, "Frankfurt", "DE", "Germany", 50.1109, 8.6821, 53813, "Zscaler", "165.225.72.0/22", "165.225.72.1");
-place!(LONDON_CORP_NAT, "London", "GB", "United Kingdom", 51.5155, -0.0922, 2856, "British Telecommunications", "198.51.100.0/24", "198.51.100.7");
-place!(SINGAPORE_AWS, "Singapore", "SG", "Singapore", 1.3521, 103.8198, 16509, "Amazon", "13.228.0.0/16", "13.228.4.4");
-place!(SAO_PAULO_VIVO, "Sao Paulo", "BR", "Brazil", -23.5505, -46.6333, 26599, "Telefonica Brasil", "177.32.0.0/16", "177.32.7.7");
+place!(
+    LONDON_BT,
+    "London",
+    "GB",
+    "United Kingdom",
+    51.5074,
+    -0.1278,
+    2856,
+    "British Telecommunications",
+    "81.2.69.0/24",
+    "81.2.69.10"
+);
+place!(
+    LONDON_BT_V6,
+    "Croydon",
+    "GB",
+    "United Kingdom",
+    51.3762,
+    -0.0982,
+    2856,
+    "British Telecommunications",
+    "2a00:23c5::/32",
+    "2a00:23c5:1234::1"
+);
+place!(
+    AMSTERDAM_DO,
+    "Amsterdam",
+    "NL",
+    "Netherlands",
+    52.3676,
+    4.9041,
+    14061,
+    "DigitalOcean",
+    "167.99.0.0/16",
+    "167.99.1.20"
+);
+place!(
+    NEW_YORK_VZ,
+    "New York",
+    "US",
+    "United States",
+    40.7128,
+    -74.006,
+    701,
+    "Verizon",
+    "72.229.28.0/24",
+    "72.229.28.185"
+);
+place!(
+    BERLIN_DT,
+    "Berlin",
+    "DE",
+    "Germany",
+    52.52,
+    13.405,
+    3320,
+    "Deutsche Telekom",
+    "91.64.0.0/16",
+    "91.64.1.1"
+);
+place!(
+    BERLIN_O2,
+    "Berlin",
+    "DE",
+    "Germany",
+    52.53,
+    13.38,
+    6805,
+    "Telefonica Germany",
+    "176.0.0.0/16",
+    "176.0.1.2"
+);
+place!(
+    HAMBURG_DT,
+    "Hamburg",
+    "DE",
+    "Germany",
+    53.5511,
+    9.9937,
+    3320,
+    "Deutsche Telekom",
+    "87.123.0.0/16",
+    "87.123.9.9"
+);
+place!(
+    FRANKFURT_ZSCALER,
+    "Frankfurt",
+    "DE",
+    "Germany",
+    50.1109,
+    8.6821,
+    53813,
+    "Zscaler",
+    "165.225.72.0/22",
+    "165.225.72.1"
+);
+place!(
+    LONDON_CORP_NAT,
+    "London",
+    "GB",
+    "United Kingdom",
+    51.5155,
+    -0.0922,
+    2856,
+    "British Telecommunications",
+    "198.51.100.0/24",
+    "198.51.100.7"
+);
+place!(
+    SINGAPORE_AWS,
+    "Singapore",
+    "SG",
+    "Singapore",
+    1.3521,
+    103.8198,
+    16509,
+    "Amazon",
+    "13.228.0.0/16",
+    "13.228.4.4"
+);
+place!(
+    SAO_PAULO_VIVO,
+    "Sao Paulo",
+    "BR",
+    "Brazil",
+    -23.5505,
+    -46.6333,
+    26599,
+    "Telefonica Brasil",
+    "177.32.0.0/16",
+    "177.32.7.7"
+);
 
 /// Every place, for the GeoIP database.
 pub const ALL: [Place; 11] = [
-    LONDON_BT, LONDON_BT_V6, AMSTERDAM_DO, NEW_YORK_VZ, BERLIN_DT, BERLIN_O2, HAMBURG_DT,
-    FRANKFURT_ZSCALER, LONDON_CORP_NAT, SINGAPORE_AWS, SAO_PAULO_VIVO,
+    LONDON_BT,
+    LONDON_BT_V6,
+    AMSTERDAM_DO,
+    NEW_YORK_VZ,
+    BERLIN_DT,
+    BERLIN_O2,
+    HAMBURG_DT,
+    FRANKFURT_ZSCALER,
+    LONDON_CORP_NAT,
+    SINGAPORE_AWS,
+    SAO_PAULO_VIVO,
 ];

@@ -140,7 +140,9 @@ impl EventSpec {
             EventKind::Revocation => "user.session.clear",
             EventKind::Mfa => "user.authentication.auth_via_mfa",
             EventKind::Access => "user.authentication.sso",
-            EventKind::TokenIssued | EventKind::TokenRefreshed => "app.oauth2.as.token.grant.access_token",
+            EventKind::TokenIssued | EventKind::TokenRefreshed => {
+                "app.oauth2.as.token.grant.access_token"
+            }
         };
         let mut targets = vec![json!({
             "id": "0oa1app", "type": "AppInstance", "alternateId": self.app, "displayName": self.app
@@ -148,7 +150,11 @@ impl EventSpec {
         if let Some(t) = &self.token_id {
             targets.push(json!({"id": t, "type": "access_token", "alternateId": "access_token", "displayName": "Access Token"}));
         }
-        let presented = if self.kind == EventKind::TokenRefreshed { &self.refresh_token_id } else { &self.new_refresh_token_id };
+        let presented = if self.kind == EventKind::TokenRefreshed {
+            &self.refresh_token_id
+        } else {
+            &self.new_refresh_token_id
+        };
         if let Some(t) = presented {
             targets.push(json!({"id": t, "type": "refresh_token", "alternateId": "refresh_token", "displayName": "Refresh Token"}));
         }
@@ -261,8 +267,14 @@ impl EventSpec {
         let mut src = Map::new();
         src.insert("ip".into(), json!(self.ip()));
         if self.with_geo {
-            src.insert("location".into(), json!({"city": p.city, "country": p.country, "lat": p.lat, "long": p.lon}));
-            src.insert("autonomous_system".into(), json!({"number": p.asn, "name": p.as_org}));
+            src.insert(
+                "location".into(),
+                json!({"city": p.city, "country": p.country, "lat": p.lat, "long": p.lon}),
+            );
+            src.insert(
+                "autonomous_system".into(),
+                json!({"number": p.asn, "name": p.as_org}),
+            );
         }
         let mut session = Map::new();
         session.insert("uid".into(), json!(self.session_id));
@@ -271,7 +283,10 @@ impl EventSpec {
         }
         let metadata = json!({"uid": self.id, "version": "1.3.0", "tenant_uid": self.tenant,
                               "product": {"name": "Test IdP", "vendor_name": "Example"}});
-        let device = self.device_id.as_ref().map(|d| json!({"uid": d, "type_id": 0}));
+        let device = self
+            .device_id
+            .as_ref()
+            .map(|d| json!({"uid": d, "type_id": 0}));
         let time = self.time_ms;
         match self.kind {
             EventKind::Access => json!({

@@ -17,7 +17,8 @@ pub const CHROME_WIN_121: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Appl
 /// Safari on macOS.
 pub const SAFARI_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15";
 /// Firefox on Linux.
-pub const FIREFOX_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+pub const FIREFOX_LINUX: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 /// A scripting client.
 pub const PYTHON: &str = "python-requests/2.31.0";
 
@@ -32,13 +33,16 @@ pub struct Label {
     pub revoke: bool,
 }
 
+/// Each session's label and the formats that can express it.
+pub type Labels = BTreeMap<String, (Label, Vec<Format>)>;
+
 /// 2024-05-01T08:00:00Z.
 const T0: i64 = 1_714_550_400_000;
 const MIN: i64 = 60_000;
 
 struct Story {
     events: Vec<EventSpec>,
-    labels: BTreeMap<String, (Label, Vec<Format>)>,
+    labels: Labels,
     seq: u32,
 }
 
@@ -78,52 +82,178 @@ impl Story {
 
     /// A plain working session: start, then accesses every `every` minutes.
     #[allow(clippy::too_many_arguments)]
-    fn workday(&mut self, session: &str, user: &str, start: i64, n: i64, every: i64, place: Place, ua: &str, device: &str) {
-        self.push(Ev { session, user, at_min: start, kind: EventKind::SessionStart, place, ua, device: Some(device) });
+    fn workday(
+        &mut self,
+        session: &str,
+        user: &str,
+        start: i64,
+        n: i64,
+        every: i64,
+        place: Place,
+        ua: &str,
+        device: &str,
+    ) {
+        self.push(Ev {
+            session,
+            user,
+            at_min: start,
+            kind: EventKind::SessionStart,
+            place,
+            ua,
+            device: Some(device),
+        });
         for i in 1..=n {
-            self.push(Ev { session, user, at_min: start + i * every, kind: EventKind::Access, place, ua, device: Some(device) });
+            self.push(Ev {
+                session,
+                user,
+                at_min: start + i * every,
+                kind: EventKind::Access,
+                place,
+                ua,
+                device: Some(device),
+            });
         }
     }
 
-    fn label(&mut self, session: &str, class: &'static str, name: &'static str, revoke: bool, formats: &[Format]) {
-        self.labels.insert(session.into(), (Label { class, name, revoke }, formats.to_vec()));
+    fn label(
+        &mut self,
+        session: &str,
+        class: &'static str,
+        name: &'static str,
+        revoke: bool,
+        formats: &[Format],
+    ) {
+        self.labels.insert(
+            session.into(),
+            (
+                Label {
+                    class,
+                    name,
+                    revoke,
+                },
+                formats.to_vec(),
+            ),
+        );
     }
 }
 
 /// The story's events in time order, and each session's label with the formats that can
 /// express it.
-pub fn story() -> (Vec<EventSpec>, BTreeMap<String, (Label, Vec<Format>)>) {
+pub fn story() -> (Vec<EventSpec>, Labels) {
     use places::*;
     let all = Format::ALL;
-    let mut s = Story { events: Vec::new(), labels: BTreeMap::new(), seq: 0 };
+    let mut s = Story {
+        events: Vec::new(),
+        labels: BTreeMap::new(),
+        seq: 0,
+    };
 
     // Benign traffic and traps.
-    s.workday("b-normal-1", "erin", 0, 8, 15, LONDON_BT, CHROME_WIN, "dt-erin");
+    s.workday(
+        "b-normal-1",
+        "erin",
+        0,
+        8,
+        15,
+        LONDON_BT,
+        CHROME_WIN,
+        "dt-erin",
+    );
     s.label("b-normal-1", "benign", "normal", false, &all);
-    s.workday("b-normal-2", "frank", 10, 8, 12, BERLIN_DT, FIREFOX_LINUX, "dt-frank");
+    s.workday(
+        "b-normal-2",
+        "frank",
+        10,
+        8,
+        12,
+        BERLIN_DT,
+        FIREFOX_LINUX,
+        "dt-frank",
+    );
     s.label("b-normal-2", "benign", "normal", false, &all);
 
     s.workday("b-vpn", "gina", 0, 2, 5, LONDON_BT, CHROME_WIN, "dt-gina");
-    s.workday("b-vpn", "gina", 15, 3, 5, FRANKFURT_ZSCALER, CHROME_WIN, "dt-gina");
+    s.workday(
+        "b-vpn",
+        "gina",
+        15,
+        3,
+        5,
+        FRANKFURT_ZSCALER,
+        CHROME_WIN,
+        "dt-gina",
+    );
     s.label("b-vpn", "benign", "vpn_change", false, &all);
 
-    s.workday("b-travel", "hank", 0, 2, 10, LONDON_BT, SAFARI_MAC, "dt-hank");
-    s.workday("b-travel", "hank", 540, 2, 10, NEW_YORK_VZ, SAFARI_MAC, "dt-hank");
+    s.workday(
+        "b-travel", "hank", 0, 2, 10, LONDON_BT, SAFARI_MAC, "dt-hank",
+    );
+    s.workday(
+        "b-travel",
+        "hank",
+        540,
+        2,
+        10,
+        NEW_YORK_VZ,
+        SAFARI_MAC,
+        "dt-hank",
+    );
     s.label("b-travel", "benign", "real_travel_after_hours", false, &all);
 
-    for (i, p) in [BERLIN_DT, BERLIN_O2, BERLIN_DT, BERLIN_O2, BERLIN_DT].into_iter().enumerate() {
-        let kind = if i == 0 { EventKind::SessionStart } else { EventKind::Access };
-        s.push(Ev { session: "b-mobile", user: "ivan", at_min: 30 + 2 * i as i64, kind, place: p, ua: CHROME_WIN, device: Some("dt-ivan") });
+    for (i, p) in [BERLIN_DT, BERLIN_O2, BERLIN_DT, BERLIN_O2, BERLIN_DT]
+        .into_iter()
+        .enumerate()
+    {
+        let kind = if i == 0 {
+            EventKind::SessionStart
+        } else {
+            EventKind::Access
+        };
+        s.push(Ev {
+            session: "b-mobile",
+            user: "ivan",
+            at_min: 30 + 2 * i as i64,
+            kind,
+            place: p,
+            ua: CHROME_WIN,
+            device: Some("dt-ivan"),
+        });
     }
     s.label("b-mobile", "benign", "mobile_churn", false, &all);
 
-    s.workday("b-update", "judy", 60, 2, 20, LONDON_BT, CHROME_WIN, "dt-judy");
-    s.workday("b-update", "judy", 130, 2, 20, LONDON_BT, CHROME_WIN_121, "dt-judy");
+    s.workday(
+        "b-update", "judy", 60, 2, 20, LONDON_BT, CHROME_WIN, "dt-judy",
+    );
+    s.workday(
+        "b-update",
+        "judy",
+        130,
+        2,
+        20,
+        LONDON_BT,
+        CHROME_WIN_121,
+        "dt-judy",
+    );
     s.label("b-update", "benign", "browser_update", false, &all);
 
-    for (i, p) in [LONDON_BT, LONDON_BT_V6, LONDON_BT, LONDON_BT_V6].into_iter().enumerate() {
-        let kind = if i == 0 { EventKind::SessionStart } else { EventKind::Access };
-        s.push(Ev { session: "b-ipv6", user: "karl", at_min: 90 + i as i64, kind, place: p, ua: CHROME_WIN, device: Some("dt-karl") });
+    for (i, p) in [LONDON_BT, LONDON_BT_V6, LONDON_BT, LONDON_BT_V6]
+        .into_iter()
+        .enumerate()
+    {
+        let kind = if i == 0 {
+            EventKind::SessionStart
+        } else {
+            EventKind::Access
+        };
+        s.push(Ev {
+            session: "b-ipv6",
+            user: "karl",
+            at_min: 90 + i as i64,
+            kind,
+            place: p,
+            ua: CHROME_WIN,
+            device: Some("dt-karl"),
+        });
     }
     s.label("b-ipv6", "benign", "ipv4_ipv6_switch", false, &all);
 
@@ -136,78 +266,322 @@ pub fn story() -> (Vec<EventSpec>, BTreeMap<String, (Label, Vec<Format>)>) {
         s.label(sess, "benign", "shared_corporate_nat", false, &all);
     }
 
-    let e = s.push(Ev { session: "b-refresh", user: "olga", at_min: 120, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-olga") });
+    let e = s.push(Ev {
+        session: "b-refresh",
+        user: "olga",
+        at_min: 120,
+        kind: EventKind::TokenIssued,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-olga"),
+    });
     e.new_refresh_token_id = Some("rt-olga-1".into());
     e.scopes = vec!["openid".into(), "profile".into(), "offline_access".into()];
-    let e = s.push(Ev { session: "b-refresh", user: "olga", at_min: 180, kind: EventKind::TokenRefreshed, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-olga") });
+    let e = s.push(Ev {
+        session: "b-refresh",
+        user: "olga",
+        at_min: 180,
+        kind: EventKind::TokenRefreshed,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-olga"),
+    });
     e.refresh_token_id = Some("rt-olga-1".into());
     e.new_refresh_token_id = Some("rt-olga-2".into());
-    let e = s.push(Ev { session: "b-refresh", user: "olga", at_min: 180, kind: EventKind::TokenRefreshed, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-olga") });
+    let e = s.push(Ev {
+        session: "b-refresh",
+        user: "olga",
+        at_min: 180,
+        kind: EventKind::TokenRefreshed,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-olga"),
+    });
     e.refresh_token_id = Some("rt-olga-1".into());
     e.new_refresh_token_id = Some("rt-olga-3".into());
     e.time_ms += 3_000;
-    s.label("b-refresh", "benign", "refresh_race", false, &[Format::Native, Format::Okta]);
+    s.label(
+        "b-refresh",
+        "benign",
+        "refresh_race",
+        false,
+        &[Format::Native, Format::Okta],
+    );
 
-    let e = s.push(Ev { session: "b-tok-owner", user: "pete", at_min: 200, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-pete") });
+    let e = s.push(Ev {
+        session: "b-tok-owner",
+        user: "pete",
+        at_min: 200,
+        kind: EventKind::TokenIssued,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-pete"),
+    });
     e.token_id = Some("jti-pete-1".into());
-    let e = s.push(Ev { session: "b-tok-owner", user: "pete", at_min: 205, kind: EventKind::Access, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-pete") });
+    let e = s.push(Ev {
+        session: "b-tok-owner",
+        user: "pete",
+        at_min: 205,
+        kind: EventKind::Access,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-pete"),
+    });
     e.token_id = Some("jti-pete-1".into());
     s.label("b-tok-owner", "benign", "token_owner", false, &all);
 
     // Attacks.
-    s.workday("x-aitm", "alice", 240, 2, 3, LONDON_BT, CHROME_WIN, "dt-alice");
-    s.push(Ev { session: "x-aitm", user: "alice", at_min: 262, kind: EventKind::Access, place: AMSTERDAM_DO, ua: CHROME_WIN, device: Some("dt-evilginx") });
+    s.workday(
+        "x-aitm", "alice", 240, 2, 3, LONDON_BT, CHROME_WIN, "dt-alice",
+    );
+    s.push(Ev {
+        session: "x-aitm",
+        user: "alice",
+        at_min: 262,
+        kind: EventKind::Access,
+        place: AMSTERDAM_DO,
+        ua: CHROME_WIN,
+        device: Some("dt-evilginx"),
+    });
     s.label("x-aitm", "attack", "aitm_cookie_replay", true, &all);
 
-    s.workday("x-stealer", "quinn", 250, 2, 5, SAO_PAULO_VIVO, CHROME_WIN, "dt-quinn");
-    s.push(Ev { session: "x-stealer", user: "quinn", at_min: 300, kind: EventKind::Access, place: SINGAPORE_AWS, ua: CHROME_WIN, device: None });
-    s.label("x-stealer", "attack", "infostealer_replay_cloned_ua", true, &all);
+    s.workday(
+        "x-stealer",
+        "quinn",
+        250,
+        2,
+        5,
+        SAO_PAULO_VIVO,
+        CHROME_WIN,
+        "dt-quinn",
+    );
+    s.push(Ev {
+        session: "x-stealer",
+        user: "quinn",
+        at_min: 300,
+        kind: EventKind::Access,
+        place: SINGAPORE_AWS,
+        ua: CHROME_WIN,
+        device: None,
+    });
+    s.label(
+        "x-stealer",
+        "attack",
+        "infostealer_replay_cloned_ua",
+        true,
+        &all,
+    );
 
-    s.workday("x-travel", "rita", 260, 1, 5, LONDON_BT, SAFARI_MAC, "dt-rita");
-    s.push(Ev { session: "x-travel", user: "rita", at_min: 290, kind: EventKind::Access, place: NEW_YORK_VZ, ua: SAFARI_MAC, device: None });
+    s.workday(
+        "x-travel", "rita", 260, 1, 5, LONDON_BT, SAFARI_MAC, "dt-rita",
+    );
+    s.push(Ev {
+        session: "x-travel",
+        user: "rita",
+        at_min: 290,
+        kind: EventKind::Access,
+        place: NEW_YORK_VZ,
+        ua: SAFARI_MAC,
+        device: None,
+    });
     s.label("x-travel", "attack", "impossible_travel", true, &all);
 
-    for (i, p) in [BERLIN_DT, BERLIN_DT, HAMBURG_DT, BERLIN_DT].into_iter().enumerate() {
-        let kind = if i == 0 { EventKind::SessionStart } else { EventKind::Access };
-        s.push(Ev { session: "x-concurrent", user: "sam", at_min: 300 + 2 * i as i64, kind, place: p, ua: FIREFOX_LINUX, device: None });
+    for (i, p) in [BERLIN_DT, BERLIN_DT, HAMBURG_DT, BERLIN_DT]
+        .into_iter()
+        .enumerate()
+    {
+        let kind = if i == 0 {
+            EventKind::SessionStart
+        } else {
+            EventKind::Access
+        };
+        s.push(Ev {
+            session: "x-concurrent",
+            user: "sam",
+            at_min: 300 + 2 * i as i64,
+            kind,
+            place: p,
+            ua: FIREFOX_LINUX,
+            device: None,
+        });
     }
     s.label("x-concurrent", "attack", "concurrent_use", true, &all);
 
-    s.workday("x-devswap", "tina", 320, 2, 5, LONDON_BT, CHROME_WIN, "dt-tina");
-    s.push(Ev { session: "x-devswap", user: "tina", at_min: 340, kind: EventKind::Access, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-other") });
+    s.workday(
+        "x-devswap",
+        "tina",
+        320,
+        2,
+        5,
+        LONDON_BT,
+        CHROME_WIN,
+        "dt-tina",
+    );
+    s.push(Ev {
+        session: "x-devswap",
+        user: "tina",
+        at_min: 340,
+        kind: EventKind::Access,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-other"),
+    });
     s.label("x-devswap", "attack", "device_swap", true, &all);
 
-    s.workday("x-script", "uma", 330, 2, 5, BERLIN_DT, FIREFOX_LINUX, "dt-uma");
-    s.push(Ev { session: "x-script", user: "uma", at_min: 345, kind: EventKind::Access, place: BERLIN_DT, ua: PYTHON, device: None });
-    s.label("x-script", "attack", "user_agent_swap_to_script", true, &all);
+    s.workday(
+        "x-script",
+        "uma",
+        330,
+        2,
+        5,
+        BERLIN_DT,
+        FIREFOX_LINUX,
+        "dt-uma",
+    );
+    s.push(Ev {
+        session: "x-script",
+        user: "uma",
+        at_min: 345,
+        kind: EventKind::Access,
+        place: BERLIN_DT,
+        ua: PYTHON,
+        device: None,
+    });
+    s.label(
+        "x-script",
+        "attack",
+        "user_agent_swap_to_script",
+        true,
+        &all,
+    );
 
-    let e = s.push(Ev { session: "x-tok-thief", user: "pete", at_min: 360, kind: EventKind::Access, place: LONDON_BT, ua: CHROME_WIN, device: None });
+    let e = s.push(Ev {
+        session: "x-tok-thief",
+        user: "pete",
+        at_min: 360,
+        kind: EventKind::Access,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: None,
+    });
     e.token_id = Some("jti-pete-1".into());
     e.ip = Some("81.2.69.77".into());
-    s.label("x-tok-thief", "attack", "token_replay_other_session", true, &all);
+    s.label(
+        "x-tok-thief",
+        "attack",
+        "token_replay_other_session",
+        true,
+        &all,
+    );
 
-    let e = s.push(Ev { session: "x-logout", user: "vera", at_min: 370, kind: EventKind::SessionStart, place: LONDON_BT, ua: SAFARI_MAC, device: Some("dt-vera") });
+    let e = s.push(Ev {
+        session: "x-logout",
+        user: "vera",
+        at_min: 370,
+        kind: EventKind::SessionStart,
+        place: LONDON_BT,
+        ua: SAFARI_MAC,
+        device: Some("dt-vera"),
+    });
     e.token_id = Some("jti-vera-1".into());
-    s.push(Ev { session: "x-logout", user: "vera", at_min: 380, kind: EventKind::Logout, place: LONDON_BT, ua: SAFARI_MAC, device: Some("dt-vera") });
-    let e = s.push(Ev { session: "x-logout", user: "vera", at_min: 395, kind: EventKind::Access, place: LONDON_BT, ua: SAFARI_MAC, device: Some("dt-vera") });
+    s.push(Ev {
+        session: "x-logout",
+        user: "vera",
+        at_min: 380,
+        kind: EventKind::Logout,
+        place: LONDON_BT,
+        ua: SAFARI_MAC,
+        device: Some("dt-vera"),
+    });
+    let e = s.push(Ev {
+        session: "x-logout",
+        user: "vera",
+        at_min: 395,
+        kind: EventKind::Access,
+        place: LONDON_BT,
+        ua: SAFARI_MAC,
+        device: Some("dt-vera"),
+    });
     e.token_id = Some("jti-vera-1".into());
-    s.label("x-logout", "attack", "session_used_after_logout", true, &[Format::Native, Format::Okta, Format::Ocsf]);
+    s.label(
+        "x-logout",
+        "attack",
+        "session_used_after_logout",
+        true,
+        &[Format::Native, Format::Okta, Format::Ocsf],
+    );
 
-    let e = s.push(Ev { session: "x-refresh", user: "walt", at_min: 400, kind: EventKind::TokenIssued, place: BERLIN_DT, ua: CHROME_WIN, device: Some("dt-walt") });
+    let e = s.push(Ev {
+        session: "x-refresh",
+        user: "walt",
+        at_min: 400,
+        kind: EventKind::TokenIssued,
+        place: BERLIN_DT,
+        ua: CHROME_WIN,
+        device: Some("dt-walt"),
+    });
     e.new_refresh_token_id = Some("rt-walt-1".into());
-    let e = s.push(Ev { session: "x-refresh", user: "walt", at_min: 460, kind: EventKind::TokenRefreshed, place: BERLIN_DT, ua: CHROME_WIN, device: Some("dt-walt") });
+    let e = s.push(Ev {
+        session: "x-refresh",
+        user: "walt",
+        at_min: 460,
+        kind: EventKind::TokenRefreshed,
+        place: BERLIN_DT,
+        ua: CHROME_WIN,
+        device: Some("dt-walt"),
+    });
     e.refresh_token_id = Some("rt-walt-1".into());
     e.new_refresh_token_id = Some("rt-walt-2".into());
-    let e = s.push(Ev { session: "x-refresh", user: "walt", at_min: 475, kind: EventKind::TokenRefreshed, place: BERLIN_DT, ua: CHROME_WIN, device: Some("dt-walt") });
+    let e = s.push(Ev {
+        session: "x-refresh",
+        user: "walt",
+        at_min: 475,
+        kind: EventKind::TokenRefreshed,
+        place: BERLIN_DT,
+        ua: CHROME_WIN,
+        device: Some("dt-walt"),
+    });
     e.refresh_token_id = Some("rt-walt-1".into());
     e.new_refresh_token_id = Some("rt-walt-3".into());
-    s.label("x-refresh", "attack", "refresh_token_reuse", true, &[Format::Native, Format::Okta]);
+    s.label(
+        "x-refresh",
+        "attack",
+        "refresh_token_reuse",
+        true,
+        &[Format::Native, Format::Okta],
+    );
 
-    let e = s.push(Ev { session: "x-scope", user: "xena", at_min: 420, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-xena") });
+    let e = s.push(Ev {
+        session: "x-scope",
+        user: "xena",
+        at_min: 420,
+        kind: EventKind::TokenIssued,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-xena"),
+    });
     e.scopes = vec!["openid".into(), "profile".into(), "User.Read".into()];
-    let e = s.push(Ev { session: "x-scope", user: "xena", at_min: 470, kind: EventKind::TokenIssued, place: LONDON_BT, ua: CHROME_WIN, device: Some("dt-xena") });
-    e.scopes = vec!["openid".into(), "Directory.ReadWrite.All".into(), "offline_access".into()];
-    s.label("x-scope", "attack", "scope_escalation", false, &[Format::Native, Format::Okta]);
+    let e = s.push(Ev {
+        session: "x-scope",
+        user: "xena",
+        at_min: 470,
+        kind: EventKind::TokenIssued,
+        place: LONDON_BT,
+        ua: CHROME_WIN,
+        device: Some("dt-xena"),
+    });
+    e.scopes = vec![
+        "openid".into(),
+        "Directory.ReadWrite.All".into(),
+        "offline_access".into(),
+    ];
+    s.label(
+        "x-scope",
+        "attack",
+        "scope_escalation",
+        false,
+        &[Format::Native, Format::Okta],
+    );
 
     s.events.sort_by_key(|e| e.time_ms);
     (s.events, s.labels)

@@ -43,7 +43,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { enabled: true, window: HumanDuration::secs(600), min_distance_km: 100.0, confidence: 90 }
+        Self {
+            enabled: true,
+            window: HumanDuration::secs(600),
+            min_distance_km: 100.0,
+            confidence: 90,
+        }
     }
 }
 
@@ -56,8 +61,20 @@ pub struct ConcurrentUse {
 impl ConcurrentUse {
     /// Validates the settings.
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        check_range("detectors.concurrent_use.min_distance_km", cfg.min_distance_km, 1.0, 20_000.0, "between 1 and 20000")?;
-        check_range("detectors.concurrent_use.confidence", cfg.confidence, 0, 100, "between 0 and 100")?;
+        check_range(
+            "detectors.concurrent_use.min_distance_km",
+            cfg.min_distance_km,
+            1.0,
+            20_000.0,
+            "between 1 and 20000",
+        )?;
+        check_range(
+            "detectors.concurrent_use.confidence",
+            cfg.confidence,
+            0,
+            100,
+            "between 0 and 100",
+        )?;
         if cfg.window.ms() <= 0 {
             return Err(ConfigError::OutOfRange {
                 field: "detectors.concurrent_use.window",
@@ -79,18 +96,15 @@ impl ConcurrentUse {
                     - f64::from(b.accuracy_km);
                 km > self.cfg.min_distance_km
             }
-            _ => {
-                a.asn != 0
-                    && b.asn != 0
-                    && a.asn != b.asn
-                    && a.device != b.device
-            }
+            _ => a.asn != 0 && b.asn != 0 && a.asn != b.asn && a.device != b.device,
         }
     }
 
     /// Looks at one event.
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
-        let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else { return };
+        let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else {
+            return;
+        };
         let Some(last) = s.last_place else { return };
         if !self.distinct(ctx, &last, &place) {
             return;

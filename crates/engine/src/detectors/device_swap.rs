@@ -63,18 +63,42 @@ pub struct DeviceSwap {
 
 /// Families of scripting clients and headless browsers: no person browses with these.
 const SCRIPTED: [&str; 11] = [
-    "curl", "wget", "python", "go", "okhttp", "java", "node", "powershell", "postman",
-    "headless_chrome", "other",
+    "curl",
+    "wget",
+    "python",
+    "go",
+    "okhttp",
+    "java",
+    "node",
+    "powershell",
+    "postman",
+    "headless_chrome",
+    "other",
 ];
 
 impl DeviceSwap {
     /// Validates the settings.
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        check_range("detectors.device_swap.max_devices", cfg.max_devices, 1, 4, "between 1 and 4")?;
+        check_range(
+            "detectors.device_swap.max_devices",
+            cfg.max_devices,
+            1,
+            4,
+            "between 1 and 4",
+        )?;
         for (f, v) in [
-            ("detectors.device_swap.device_confidence", cfg.device_confidence),
-            ("detectors.device_swap.client_confidence", cfg.client_confidence),
-            ("detectors.device_swap.scripted_client_confidence", cfg.scripted_client_confidence),
+            (
+                "detectors.device_swap.device_confidence",
+                cfg.device_confidence,
+            ),
+            (
+                "detectors.device_swap.client_confidence",
+                cfg.client_confidence,
+            ),
+            (
+                "detectors.device_swap.scripted_client_confidence",
+                cfg.scripted_client_confidence,
+            ),
         ] {
             check_range(f, v, 0, 100, "between 0 and 100")?;
         }
@@ -121,7 +145,11 @@ impl DeviceSwap {
                     baseline: s.last_endpoint.user_agent.clone().unwrap_or_default(),
                     observed: ctx.ev.user_agent.clone().unwrap_or_default(),
                 });
-                what.push(if family_changed { "client software" } else { "operating system" });
+                what.push(if family_changed {
+                    "client software"
+                } else {
+                    "operating system"
+                });
             }
         }
         if confidence == 0 {

@@ -62,18 +62,46 @@ pub struct ImpossibleTravel {
 impl ImpossibleTravel {
     /// Validates the settings.
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        check_range("detectors.impossible_travel.max_speed_kmh", cfg.max_speed_kmh, 100.0, 10_000.0, "between 100 and 10000")?;
-        check_range("detectors.impossible_travel.min_distance_km", cfg.min_distance_km, 0.0, 20_000.0, "between 0 and 20000")?;
-        check_range("detectors.impossible_travel.confidence", cfg.confidence, 0, 100, "between 0 and 100")?;
-        check_range("detectors.impossible_travel.relay_confidence", cfg.relay_confidence, 0, 100, "between 0 and 100")?;
+        check_range(
+            "detectors.impossible_travel.max_speed_kmh",
+            cfg.max_speed_kmh,
+            100.0,
+            10_000.0,
+            "between 100 and 10000",
+        )?;
+        check_range(
+            "detectors.impossible_travel.min_distance_km",
+            cfg.min_distance_km,
+            0.0,
+            20_000.0,
+            "between 0 and 20000",
+        )?;
+        check_range(
+            "detectors.impossible_travel.confidence",
+            cfg.confidence,
+            0,
+            100,
+            "between 0 and 100",
+        )?;
+        check_range(
+            "detectors.impossible_travel.relay_confidence",
+            cfg.relay_confidence,
+            0,
+            100,
+            "between 0 and 100",
+        )?;
         Ok(Self { cfg: cfg.clone() })
     }
 
     /// Looks at one event.
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
-        let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else { return };
+        let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else {
+            return;
+        };
         let Some(prev) = s.last_place else { return };
-        let Some((km, speed)) = travel(&prev, &place, ctx.ev.time_ms) else { return };
+        let Some((km, speed)) = travel(&prev, &place, ctx.ev.time_ms) else {
+            return;
+        };
         if km < self.cfg.min_distance_km || speed < self.cfg.max_speed_kmh {
             return;
         }
@@ -88,7 +116,11 @@ impl ImpossibleTravel {
             self.cfg.confidence
         };
         let minutes = (ctx.ev.time_ms - prev.last_seen).unsigned_abs() as f64 / 60_000.0;
-        let speed_text = if speed.is_finite() { format!("{speed:.0} km/h") } else { "instantly".into() };
+        let speed_text = if speed.is_finite() {
+            format!("{speed:.0} km/h")
+        } else {
+            "instantly".into()
+        };
         let after = vigil_model::Endpoint::of(ctx.ev);
         out.push(ctx.finding(
             NAME,
@@ -100,15 +132,27 @@ impl ImpossibleTravel {
                 describe(&s.last_endpoint),
                 minutes,
                 describe(&after),
-                if relay { " (a VPN or relay is involved)" } else { "" }
+                if relay {
+                    " (a VPN or relay is involved)"
+                } else {
+                    ""
+                }
             ),
             vec![
                 Anomaly {
                     parameter: "speed_kmh",
                     baseline: format!("<= {:.0}", self.cfg.max_speed_kmh),
-                    observed: if speed.is_finite() { format!("{speed:.0}") } else { "inf".into() },
+                    observed: if speed.is_finite() {
+                        format!("{speed:.0}")
+                    } else {
+                        "inf".into()
+                    },
                 },
-                Anomaly { parameter: "distance_km", baseline: "0".into(), observed: format!("{km:.0}") },
+                Anomaly {
+                    parameter: "distance_km",
+                    baseline: "0".into(),
+                    observed: format!("{km:.0}"),
+                },
             ],
         ));
     }

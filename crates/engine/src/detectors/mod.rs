@@ -227,14 +227,14 @@ impl DetectorsConfig {
     pub fn build(&self) -> Result<Vec<Detector>, ConfigError> {
         let mut out = Vec::new();
         if self.new_country_asn.enabled {
-            out.push(Detector::NewCountryAsn(new_country_asn::NewCountryAsn::new(
-                &self.new_country_asn,
-            )?));
+            out.push(Detector::NewCountryAsn(
+                new_country_asn::NewCountryAsn::new(&self.new_country_asn)?,
+            ));
         }
         if self.impossible_travel.enabled {
-            out.push(Detector::ImpossibleTravel(impossible_travel::ImpossibleTravel::new(
-                &self.impossible_travel,
-            )?));
+            out.push(Detector::ImpossibleTravel(
+                impossible_travel::ImpossibleTravel::new(&self.impossible_travel)?,
+            ));
         }
         if self.concurrent_use.enabled {
             out.push(Detector::ConcurrentUse(concurrent_use::ConcurrentUse::new(
@@ -242,10 +242,14 @@ impl DetectorsConfig {
             )?));
         }
         if self.device_swap.enabled {
-            out.push(Detector::DeviceSwap(device_swap::DeviceSwap::new(&self.device_swap)?));
+            out.push(Detector::DeviceSwap(device_swap::DeviceSwap::new(
+                &self.device_swap,
+            )?));
         }
         if self.token_replay.enabled {
-            out.push(Detector::TokenReplay(token_replay::TokenReplay::new(&self.token_replay)?));
+            out.push(Detector::TokenReplay(token_replay::TokenReplay::new(
+                &self.token_replay,
+            )?));
         }
         if self.refresh_reuse.enabled {
             out.push(Detector::RefreshReuse(refresh_reuse::RefreshReuse::new(
@@ -253,9 +257,9 @@ impl DetectorsConfig {
             )?));
         }
         if self.scope_expansion.enabled {
-            out.push(Detector::ScopeExpansion(scope_expansion::ScopeExpansion::new(
-                &self.scope_expansion,
-            )?));
+            out.push(Detector::ScopeExpansion(
+                scope_expansion::ScopeExpansion::new(&self.scope_expansion)?,
+            ));
         }
         Ok(out)
     }
@@ -296,5 +300,9 @@ pub fn describe(e: &Endpoint) -> String {
     if let Some(ip) = &e.ip {
         parts.push(ip.clone());
     }
-    if parts.is_empty() { "an unknown place".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "an unknown place".into()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -74,9 +74,18 @@ impl NewCountryAsn {
             "between 100 and 5000",
         )?;
         for (f, v) in [
-            ("detectors.new_country_asn.new_country_confidence", cfg.new_country_confidence),
-            ("detectors.new_country_asn.hosting_confidence", cfg.hosting_confidence),
-            ("detectors.new_country_asn.new_asn_confidence", cfg.new_asn_confidence),
+            (
+                "detectors.new_country_asn.new_country_confidence",
+                cfg.new_country_confidence,
+            ),
+            (
+                "detectors.new_country_asn.hosting_confidence",
+                cfg.hosting_confidence,
+            ),
+            (
+                "detectors.new_country_asn.new_asn_confidence",
+                cfg.new_asn_confidence,
+            ),
         ] {
             check_range(f, v, 0, 100, "between 0 and 100")?;
         }
@@ -85,7 +94,9 @@ impl NewCountryAsn {
 
     /// Looks at one event.
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
-        let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else { return };
+        let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else {
+            return;
+        };
         let new_country =
             place.country != 0 && !s.countries.is_empty() && !s.countries.contains(&place.country);
         let new_asn = place.asn != 0 && !s.asns.is_empty() && !s.asns.contains(&place.asn);
@@ -94,13 +105,19 @@ impl NewCountryAsn {
         }
         let hosting = ctx.net.is_hosting(place.asn);
         let same_client = ctx.same_client() == Some(true);
-        let moved = s.last_place.and_then(|p| travel(&p, &place, ctx.ev.time_ms));
+        let moved = s
+            .last_place
+            .and_then(|p| travel(&p, &place, ctx.ev.time_ms));
         let near = moved.is_some_and(|(km, _)| km <= ctx.net.same_place_km);
         let plausible = moved.is_none_or(|(_, speed)| speed < self.cfg.plausible_speed_kmh);
 
         let mut confidence = 0u8;
         if new_country && !(same_client && plausible && !hosting) {
-            confidence = if same_client { self.cfg.new_asn_confidence } else { self.cfg.new_country_confidence };
+            confidence = if same_client {
+                self.cfg.new_asn_confidence
+            } else {
+                self.cfg.new_country_confidence
+            };
         }
         if hosting {
             let c = self.cfg.hosting_confidence + if same_client { 0 } else { 10 };
@@ -143,7 +160,11 @@ impl NewCountryAsn {
                 ctx.ev.session_id,
                 describe(before),
                 describe(&after),
-                if same_client { "" } else { " with a different device or client" }
+                if same_client {
+                    ""
+                } else {
+                    " with a different device or client"
+                }
             ),
             anomalies,
         ));

@@ -40,7 +40,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { enabled: true, grace: HumanDuration::secs(30), confidence: 95 }
+        Self {
+            enabled: true,
+            grace: HumanDuration::secs(30),
+            confidence: 95,
+        }
     }
 }
 
@@ -53,7 +57,13 @@ pub struct RefreshReuse {
 impl RefreshReuse {
     /// Validates the settings.
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        check_range("detectors.refresh_reuse.confidence", cfg.confidence, 0, 100, "between 0 and 100")?;
+        check_range(
+            "detectors.refresh_reuse.confidence",
+            cfg.confidence,
+            0,
+            100,
+            "between 0 and 100",
+        )?;
         if cfg.grace.0.as_secs() > 300 {
             return Err(ConfigError::OutOfRange {
                 field: "detectors.refresh_reuse.grace",
@@ -71,10 +81,15 @@ impl RefreshReuse {
             return;
         }
         let Some(rt) = ev.refresh_token else { return };
-        let Some(st) = ctx.refresh.get(&rt) else { return };
+        let Some(st) = ctx.refresh.get(&rt) else {
+            return;
+        };
         let (detail, baseline) = if *st.session_id != *ev.session_id {
             (
-                format!("Refresh token {rt} (keyed hash) of session {} was redeemed in session {}.", st.session_id, ev.session_id),
+                format!(
+                    "Refresh token {rt} (keyed hash) of session {} was redeemed in session {}.",
+                    st.session_id, ev.session_id
+                ),
                 format!("session {}", st.session_id),
             )
         } else if let Some(at) = st.redeemed_at {
@@ -87,7 +102,11 @@ impl RefreshReuse {
                 format!(
                     "Refresh token {rt} (keyed hash) was already rotated {:.0} s earlier and was presented again{}.",
                     (ev.time_ms - at) as f64 / 1000.0,
-                    if same_client { "" } else { " from another device or IP" }
+                    if same_client {
+                        ""
+                    } else {
+                        " from another device or IP"
+                    }
                 ),
                 "rotated".into(),
             )
@@ -99,7 +118,11 @@ impl RefreshReuse {
             self.cfg.confidence,
             "Rotated refresh token reused".into(),
             detail,
-            vec![Anomaly { parameter: "refresh_token_state", baseline, observed: "redeemed again".into() }],
+            vec![Anomaly {
+                parameter: "refresh_token_state",
+                baseline,
+                observed: "redeemed again".into(),
+            }],
         ));
     }
 }

@@ -40,7 +40,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { enabled: true, baseline_period: HumanDuration::secs(120), min_weight: 5 }
+        Self {
+            enabled: true,
+            baseline_period: HumanDuration::secs(120),
+            min_weight: 5,
+        }
     }
 }
 
@@ -62,9 +66,13 @@ pub fn weight(scope: &str) -> u32 {
         || s.starts_with("okta.users.manage")
     {
         5
-    } else if s == "offline_access" {
-        3
-    } else if s.contains("write") || s.contains("readwrite") || s.contains("manage") || s.contains("delete") || s.contains("send") {
+    } else if s == "offline_access"
+        || s.contains("write")
+        || s.contains("readwrite")
+        || s.contains("manage")
+        || s.contains("delete")
+        || s.contains("send")
+    {
         3
     } else {
         1
@@ -74,7 +82,13 @@ pub fn weight(scope: &str) -> u32 {
 impl ScopeExpansion {
     /// Validates the settings.
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        check_range("detectors.scope_expansion.min_weight", cfg.min_weight, 1, 100, "between 1 and 100")?;
+        check_range(
+            "detectors.scope_expansion.min_weight",
+            cfg.min_weight,
+            1,
+            100,
+            "between 1 and 100",
+        )?;
         Ok(Self { cfg: cfg.clone() })
     }
 
@@ -95,8 +109,11 @@ impl ScopeExpansion {
             Some(until) if ev.time_ms <= until => return,
             Some(_) => {}
         }
-        let new: Vec<&String> =
-            ev.scopes.iter().filter(|sc| !s.baseline_scopes.iter().any(|b| **b == ***sc)).collect();
+        let new: Vec<&String> = ev
+            .scopes
+            .iter()
+            .filter(|sc| !s.baseline_scopes.iter().any(|b| **b == ***sc))
+            .collect();
         let total: u32 = new.iter().map(|s| weight(s)).sum();
         if total < self.cfg.min_weight {
             return;

@@ -63,8 +63,14 @@ impl TokenReplay {
     pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
         for (f, v) in [
             ("detectors.token_replay.confidence", cfg.confidence),
-            ("detectors.token_replay.device_confidence", cfg.device_confidence),
-            ("detectors.token_replay.client_confidence", cfg.client_confidence),
+            (
+                "detectors.token_replay.device_confidence",
+                cfg.device_confidence,
+            ),
+            (
+                "detectors.token_replay.client_confidence",
+                cfg.client_confidence,
+            ),
         ] {
             check_range(f, v, 0, 100, "between 0 and 100")?;
         }
@@ -75,8 +81,10 @@ impl TokenReplay {
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let ev = ctx.ev;
         let grace = self.cfg.after_end_grace.ms();
-        if let Some(tok) = ev.token {
-            if let Some(b) = ctx.tokens.get(&tok) {
+        if let Some(tok) = ev.token
+            && let Some(b) = ctx.tokens.get(&tok)
+        {
+            {
                 let hit = if *b.session_id != *ev.session_id {
                     Some((
                         self.cfg.confidence,
@@ -139,7 +147,11 @@ impl TokenReplay {
                     ev.session_id,
                     (ev.time_ms - ended) as f64 / 1000.0,
                     ev.kind.as_str(),
-                    if s.revoked { " (Vigil had revoked it)" } else { "" }
+                    if s.revoked {
+                        " (Vigil had revoked it)"
+                    } else {
+                        ""
+                    }
                 ),
                 vec![Anomaly {
                     parameter: "session_state",
@@ -153,5 +165,8 @@ impl TokenReplay {
 
 /// Whether an event kind is a use of the session (as opposed to its end or a new start).
 fn is_use(kind: EventKind) -> bool {
-    matches!(kind, EventKind::Access | EventKind::TokenIssued | EventKind::TokenRefreshed | EventKind::Mfa)
+    matches!(
+        kind,
+        EventKind::Access | EventKind::TokenIssued | EventKind::TokenRefreshed | EventKind::Mfa
+    )
 }

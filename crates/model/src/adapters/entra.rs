@@ -11,8 +11,8 @@
 
 use serde_json::Value;
 
-use super::json::{get, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_time};
 use super::AdapterContext;
+use super::json::{get, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_time};
 use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
 use crate::reject::Rejection;
 
@@ -21,7 +21,9 @@ pub fn detect(v: &Value) -> bool {
     let p = v.get("properties").unwrap_or(v);
     p.get("userPrincipalName").is_some()
         || p.get("uniqueTokenIdentifier").is_some()
-        || v.get("category").and_then(Value::as_str).is_some_and(|c| c.ends_with("SignInLogs"))
+        || v.get("category")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.ends_with("SignInLogs"))
 }
 
 /// Maps one Entra sign-in record.
@@ -43,12 +45,22 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
             .to_owned(),
     };
     let user_id = opt_str(p, &["userId"], "properties.userId")?
-        .or(opt_str(p, &["servicePrincipalId"], "properties.servicePrincipalId")?)
-        .or(opt_str(p, &["userPrincipalName"], "properties.userPrincipalName")?)
+        .or(opt_str(
+            p,
+            &["servicePrincipalId"],
+            "properties.servicePrincipalId",
+        )?)
+        .or(opt_str(
+            p,
+            &["userPrincipalName"],
+            "properties.userPrincipalName",
+        )?)
         .ok_or_else(|| Rejection::missing("properties.userId"))?;
     let error_code = match get(p, &["status", "errorCode"]) {
         None => 0.0,
-        Some(_) => opt_f64(p, &["status", "errorCode"], "properties.status.errorCode")?.unwrap_or(0.0),
+        Some(_) => {
+            opt_f64(p, &["status", "errorCode"], "properties.status.errorCode")?.unwrap_or(0.0)
+        }
     };
     let incoming = opt_str(p, &["incomingTokenType"], "properties.incomingTokenType")?;
     let interactive = match get(p, &["isInteractive"]) {
@@ -63,20 +75,44 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
     };
     let loc = ["location"];
     let geo = Geo {
-        country: opt_str(p, &[loc[0], "countryOrRegion"], "properties.location.countryOrRegion")?
-            .map(str::to_owned),
+        country: opt_str(
+            p,
+            &[loc[0], "countryOrRegion"],
+            "properties.location.countryOrRegion",
+        )?
+        .map(str::to_owned),
         city: opt_str(p, &[loc[0], "city"], "properties.location.city")?.map(str::to_owned),
-        lat: opt_f64(p, &[loc[0], "geoCoordinates", "latitude"], "properties.location.geoCoordinates.latitude")?,
-        lon: opt_f64(p, &[loc[0], "geoCoordinates", "longitude"], "properties.location.geoCoordinates.longitude")?,
+        lat: opt_f64(
+            p,
+            &[loc[0], "geoCoordinates", "latitude"],
+            "properties.location.geoCoordinates.latitude",
+        )?,
+        lon: opt_f64(
+            p,
+            &[loc[0], "geoCoordinates", "longitude"],
+            "properties.location.geoCoordinates.longitude",
+        )?,
         accuracy_km: None,
-        asn: opt_u32(p, &["autonomousSystemNumber"], "properties.autonomousSystemNumber")?,
+        asn: opt_u32(
+            p,
+            &["autonomousSystemNumber"],
+            "properties.autonomousSystemNumber",
+        )?,
         as_org: None,
         is_proxy: None,
     };
-    let token = opt_str(p, &["uniqueTokenIdentifier"], "properties.uniqueTokenIdentifier")?
-        .map(|t| ctx.hasher.hash(t));
+    let token = opt_str(
+        p,
+        &["uniqueTokenIdentifier"],
+        "properties.uniqueTokenIdentifier",
+    )?
+    .map(|t| ctx.hasher.hash(t));
     let source_id = opt_id(p, &["id"], "properties.id")?
-        .or(opt_id(p, &["originalRequestId"], "properties.originalRequestId")?)
+        .or(opt_id(
+            p,
+            &["originalRequestId"],
+            "properties.originalRequestId",
+        )?)
         .ok_or_else(|| Rejection::missing("properties.id"))?;
     Ok(SessionEvent {
         time_ms,
@@ -94,15 +130,27 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
             None => opt_ip(v, &["callerIpAddress"], "callerIpAddress")?,
         },
         user_agent: opt_str(p, &["userAgent"], "properties.userAgent")?.map(str::to_owned),
-        device_id: opt_str(p, &["deviceDetail", "deviceId"], "properties.deviceDetail.deviceId")?
-            .map(str::to_owned),
+        device_id: opt_str(
+            p,
+            &["deviceDetail", "deviceId"],
+            "properties.deviceDetail.deviceId",
+        )?
+        .map(str::to_owned),
         token,
         refresh_token: None,
         new_refresh_token: None,
         scopes: Vec::new(),
-        app: opt_str(p, &["resourceDisplayName"], "properties.resourceDisplayName")?
-            .or(opt_str(p, &["appDisplayName"], "properties.appDisplayName")?)
-            .map(str::to_owned),
+        app: opt_str(
+            p,
+            &["resourceDisplayName"],
+            "properties.resourceDisplayName",
+        )?
+        .or(opt_str(
+            p,
+            &["appDisplayName"],
+            "properties.appDisplayName",
+        )?)
+        .map(str::to_owned),
         client_id: opt_str(p, &["appId"], "properties.appId")?.map(str::to_owned),
         geo,
         source: SourceFormat::Entra,

@@ -93,7 +93,10 @@ pub fn req_time(v: &Value, path: &[&str], field: &'static str) -> Result<i64, Re
             Rejection::field(
                 RejectReason::BadTimestamp,
                 field,
-                format!("field {field} is not an RFC 3339 timestamp: {}", clip(s, 64)),
+                format!(
+                    "field {field} is not an RFC 3339 timestamp: {}",
+                    clip(s, 64)
+                ),
             )
         })?,
         Some(Value::Number(n)) => epoch_to_ms(n.as_f64().unwrap_or(f64::NAN)).ok_or_else(|| {
@@ -103,7 +106,12 @@ pub fn req_time(v: &Value, path: &[&str], field: &'static str) -> Result<i64, Re
                 format!("field {field} is not a usable epoch time: {n}"),
             )
         })?,
-        Some(_) => return Err(Rejection::wrong_type(field, "an RFC 3339 string or epoch number")),
+        Some(_) => {
+            return Err(Rejection::wrong_type(
+                field,
+                "an RFC 3339 string or epoch number",
+            ));
+        }
     };
     if !time::is_plausible(ms) {
         return Err(Rejection::field(
@@ -133,7 +141,9 @@ fn epoch_to_ms(x: f64) -> Option<i64> {
 
 /// An optional client IP; a trailing port (`1.2.3.4:443`, `[::1]:443`) is stripped.
 pub fn opt_ip(v: &Value, path: &[&str], field: &'static str) -> Result<Option<IpAddr>, Rejection> {
-    let Some(s) = opt_str(v, path, field)? else { return Ok(None) };
+    let Some(s) = opt_str(v, path, field)? else {
+        return Ok(None);
+    };
     parse_ip(s).map(Some).ok_or_else(|| {
         Rejection::field(
             RejectReason::InvalidValue,
@@ -153,7 +163,11 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
         return rest.split(']').next()?.parse().ok();
     }
     let (host, port) = s.rsplit_once(':')?;
-    if port.chars().all(|c| c.is_ascii_digit()) { host.parse().ok() } else { None }
+    if port.chars().all(|c| c.is_ascii_digit()) {
+        host.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Scopes as a JSON array of strings or one space- or comma-separated string.
@@ -169,7 +183,10 @@ pub fn scopes(v: &Value, path: &[&str], field: &'static str) -> Result<Vec<Strin
             })
             .filter(|r| r.as_ref().map_or(true, |s| !s.is_empty()))
             .collect(),
-        Some(_) => Err(Rejection::wrong_type(field, "a string or an array of strings")),
+        Some(_) => Err(Rejection::wrong_type(
+            field,
+            "a string or an array of strings",
+        )),
     }
 }
 

@@ -84,7 +84,10 @@ pub struct AdapterContext {
 impl AdapterContext {
     /// A context with the given hash key and the default size limit.
     pub fn new(key: &[u8]) -> Self {
-        Self { hasher: TokenHasher::new(key), max_record_bytes: DEFAULT_MAX_RECORD_BYTES }
+        Self {
+            hasher: TokenHasher::new(key),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
     }
 }
 
@@ -97,17 +100,27 @@ pub fn parse_record(
     if bytes.len() > ctx.max_record_bytes {
         return Err(Rejection::new(
             RejectReason::TooLarge,
-            format!("record is {} bytes, larger than the {} byte limit", bytes.len(), ctx.max_record_bytes),
+            format!(
+                "record is {} bytes, larger than the {} byte limit",
+                bytes.len(),
+                ctx.max_record_bytes
+            ),
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidUtf8,
-            format!("record is not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()),
+            format!(
+                "record is not valid UTF-8 (first bad byte at offset {})",
+                e.valid_up_to()
+            ),
         )
     })?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        Rejection::new(RejectReason::MalformedJson, format!("record is not valid JSON: {e}"))
+        Rejection::new(
+            RejectReason::MalformedJson,
+            format!("record is not valid JSON: {e}"),
+        )
     })?;
     parse_value(&value, format, ctx)
 }
@@ -183,7 +196,9 @@ fn token_field(
             Rejection::field(
                 RejectReason::InvalidValue,
                 hash_field,
-                format!("field {hash_field} must be a hex HMAC-SHA256 digest (32 to 64 hex digits)"),
+                format!(
+                    "field {hash_field} must be a hex HMAC-SHA256 digest (32 to 64 hex digits)"
+                ),
             )
         }),
     }
@@ -194,10 +209,15 @@ fn token_field(
 /// adapter's promises. Panics only if a promise is broken.
 pub fn fuzz_entry(target: &str, data: &[u8]) {
     let format = target.parse().unwrap_or(InputFormat::Auto);
-    let ctx = AdapterContext { hasher: TokenHasher::new(b"fuzz"), max_record_bytes: 1 << 16 };
+    let ctx = AdapterContext {
+        hasher: TokenHasher::new(b"fuzz"),
+        max_record_bytes: 1 << 16,
+    };
     match parse_record(data, format, &ctx) {
         Ok(ev) => {
-            assert!(!ev.session_id.is_empty() && !ev.user_id.is_empty() && !ev.source_id.is_empty());
+            assert!(
+                !ev.session_id.is_empty() && !ev.user_id.is_empty() && !ev.source_id.is_empty()
+            );
             assert!(crate::time::is_plausible(ev.time_ms));
         }
         Err(r) => assert!(!r.detail.is_empty()),

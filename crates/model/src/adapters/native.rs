@@ -26,7 +26,10 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         Rejection::field(
             RejectReason::InvalidValue,
             "kind",
-            format!("field kind has unknown value {:?}", super::json::clip(kind_str, 40)),
+            format!(
+                "field kind has unknown value {:?}",
+                super::json::clip(kind_str, 40)
+            ),
         )
     })?;
     let geo = Geo {

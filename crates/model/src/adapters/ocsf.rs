@@ -8,8 +8,8 @@
 
 use serde_json::Value;
 
-use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};
 use super::AdapterContext;
+use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};
 use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
 use crate::reject::{RejectReason, Rejection};
 
@@ -77,17 +77,33 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         }
     }
     let geo = Geo {
-        country: opt_str(v, &[loc[0], loc[1], "country"], "src_endpoint.location.country")?
-            .map(str::to_owned),
+        country: opt_str(
+            v,
+            &[loc[0], loc[1], "country"],
+            "src_endpoint.location.country",
+        )?
+        .map(str::to_owned),
         city: opt_str(v, &[loc[0], loc[1], "city"], "src_endpoint.location.city")?
             .map(str::to_owned),
         lat,
         lon,
         accuracy_km: None,
-        asn: opt_u32(v, &["src_endpoint", "autonomous_system", "number"], "src_endpoint.autonomous_system.number")?,
-        as_org: opt_str(v, &["src_endpoint", "autonomous_system", "name"], "src_endpoint.autonomous_system.name")?
-            .map(str::to_owned),
-        is_proxy: opt_bool(v, &["src_endpoint", "proxy_endpoint", "is_proxy"], "src_endpoint.is_proxy")?,
+        asn: opt_u32(
+            v,
+            &["src_endpoint", "autonomous_system", "number"],
+            "src_endpoint.autonomous_system.number",
+        )?,
+        as_org: opt_str(
+            v,
+            &["src_endpoint", "autonomous_system", "name"],
+            "src_endpoint.autonomous_system.name",
+        )?
+        .map(str::to_owned),
+        is_proxy: opt_bool(
+            v,
+            &["src_endpoint", "proxy_endpoint", "is_proxy"],
+            "src_endpoint.is_proxy",
+        )?,
     };
     let status = opt_u32(v, &["status_id"], "status_id")?.unwrap_or(1);
     let scopes = match get(v, &["api", "request", "scopes"]) {
@@ -104,15 +120,23 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         user_id,
         tenant: opt_str(v, &["metadata", "tenant_uid"], "metadata.tenant_uid")?.map(str::to_owned),
         ip: opt_ip(v, &["src_endpoint", "ip"], "src_endpoint.ip")?,
-        user_agent: opt_str(v, &["http_request", "user_agent"], "http_request.user_agent")?
-            .map(str::to_owned),
+        user_agent: opt_str(
+            v,
+            &["http_request", "user_agent"],
+            "http_request.user_agent",
+        )?
+        .map(str::to_owned),
         device_id: opt_id(v, &["device", "uid"], "device.uid")?,
         token: sess_str("credential_uid", "session.credential_uid")?.map(|t| ctx.hasher.hash(t)),
         refresh_token: None,
         new_refresh_token: None,
         scopes,
         app: opt_str(v, &["service", "name"], "service.name")?
-            .or(opt_str(v, &["dst_endpoint", "svc_name"], "dst_endpoint.svc_name")?)
+            .or(opt_str(
+                v,
+                &["dst_endpoint", "svc_name"],
+                "dst_endpoint.svc_name",
+            )?)
             .or(opt_str(v, &["api", "service", "name"], "api.service.name")?)
             .map(str::to_owned),
         client_id: None,

@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 
-use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};
 use super::AdapterContext;
+use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};
 use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
 use crate::reject::{RejectReason, Rejection};
 
@@ -101,7 +101,10 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
     // On a refresh grant the refresh-token target is the token presented; Okta may add the
     // rotated one as `debugData.rotatedRefreshTokenId` where rotation is on.
     let (refresh_token, new_refresh_token) = if kind == EventKind::TokenRefreshed {
-        let rotated = dbg_str("rotatedRefreshTokenId", "debugContext.debugData.rotatedRefreshTokenId")?;
+        let rotated = dbg_str(
+            "rotatedRefreshTokenId",
+            "debugContext.debugData.rotatedRefreshTokenId",
+        )?;
         (refresh, rotated.map(|r| ctx.hasher.hash(r)))
     } else {
         (None, refresh)
@@ -117,22 +120,49 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
     };
     let gc = ["client", "geographicalContext"];
     let geo = Geo {
-        country: opt_str(v, &[gc[0], gc[1], "country"], "client.geographicalContext.country")?
-            .map(str::to_owned),
-        city: opt_str(v, &[gc[0], gc[1], "city"], "client.geographicalContext.city")?
-            .map(str::to_owned),
-        lat: opt_f64(v, &[gc[0], gc[1], "geolocation", "lat"], "client.geographicalContext.geolocation.lat")?,
-        lon: opt_f64(v, &[gc[0], gc[1], "geolocation", "lon"], "client.geographicalContext.geolocation.lon")?,
+        country: opt_str(
+            v,
+            &[gc[0], gc[1], "country"],
+            "client.geographicalContext.country",
+        )?
+        .map(str::to_owned),
+        city: opt_str(
+            v,
+            &[gc[0], gc[1], "city"],
+            "client.geographicalContext.city",
+        )?
+        .map(str::to_owned),
+        lat: opt_f64(
+            v,
+            &[gc[0], gc[1], "geolocation", "lat"],
+            "client.geographicalContext.geolocation.lat",
+        )?,
+        lon: opt_f64(
+            v,
+            &[gc[0], gc[1], "geolocation", "lon"],
+            "client.geographicalContext.geolocation.lon",
+        )?,
         accuracy_km: None,
-        asn: opt_u32(v, &["securityContext", "asNumber"], "securityContext.asNumber")?,
+        asn: opt_u32(
+            v,
+            &["securityContext", "asNumber"],
+            "securityContext.asNumber",
+        )?,
         as_org: opt_str(v, &["securityContext", "asOrg"], "securityContext.asOrg")?
             .map(str::to_owned),
-        is_proxy: opt_bool(v, &["securityContext", "isProxy"], "securityContext.isProxy")?,
+        is_proxy: opt_bool(
+            v,
+            &["securityContext", "isProxy"],
+            "securityContext.isProxy",
+        )?,
     };
     let device = match dbg_str("dtHash", "debugContext.debugData.dtHash")? {
         Some(d) => Some(d.to_owned()),
-        None => dbg_str("deviceFingerprint", "debugContext.debugData.deviceFingerprint")?
-            .map(str::to_owned),
+        None => dbg_str(
+            "deviceFingerprint",
+            "debugContext.debugData.deviceFingerprint",
+        )?
+        .map(str::to_owned),
     };
     let scopes = dbg_str("grantedScopes", "debugContext.debugData.grantedScopes")?
         .map(super::json::split_scopes)
@@ -147,8 +177,12 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         user_id: req_str(v, &["actor", "id"], "actor.id")?.to_owned(),
         tenant: opt_str(v, &["tenant"], "tenant")?.map(str::to_owned),
         ip: opt_ip(v, &["client", "ipAddress"], "client.ipAddress")?,
-        user_agent: opt_str(v, &["client", "userAgent", "rawUserAgent"], "client.userAgent.rawUserAgent")?
-            .map(str::to_owned),
+        user_agent: opt_str(
+            v,
+            &["client", "userAgent", "rawUserAgent"],
+            "client.userAgent.rawUserAgent",
+        )?
+        .map(str::to_owned),
         device_id: device,
         token,
         refresh_token,
