@@ -353,10 +353,23 @@ fn gateway_access_log_fixture() {
     let reasons: Vec<(&str, &str)> = run
         .dead
         .iter()
-        .map(|d| (d["reason"].as_str().unwrap_or_default(), d["field"].as_str().unwrap_or_default()))
+        .map(|d| {
+            (
+                d["reason"].as_str().unwrap_or_default(),
+                d["field"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(reasons, [("missing_field", "session_id")]);
-    let revoked: Vec<&str> = run.revocations.iter().map(|r| r["sub_id"]["session"]["id"].as_str().unwrap_or_default()).collect();
+    let revoked: Vec<&str> = run
+        .revocations
+        .iter()
+        .map(|r| r["sub_id"]["session"]["id"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(revoked, ["102sidA"]);
-    assert!(run.alerts.iter().all(|a| a["actor"]["session"]["uid"] == "102sidA"));
+    assert!(
+        run.alerts
+            .iter()
+            .all(|a| a["actor"]["session"]["uid"] == "102sidA")
+    );
 }

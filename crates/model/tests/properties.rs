@@ -188,3 +188,79 @@ fn collect_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<String>) {
         }
     }
 }
+
+/// Vendor-shaped records written from the vendors' documented fields.
+mod vendor_shapes {
+    use vigil_model::EventKind;
+    use vigil_model::adapters::{InputFormat, parse_record};
+
+    use super::ctx;
+
+    #[test]
+    fn okta_session_start_with_device_fingerprint() {
+        let rec = br#"{"actor":{"alternateId":"a@example.com","displayName":"A","id":"00u1abc","type":"User"},
+          "authenticationContext":{"authenticationStep":0,"externalSessionId":"102nZH"},
+          "client":{"device":"Computer","geographicalContext":{"city":"Dublin","country":"United States","geolocation":{"lat":37.72,"lon":-121.91},"postalCode":"94568","state":"California"},
+                    "id":null,"ipAddress":"175.16.199.1","userAgent":{"browser":"FIREFOX","os":"Mac OS X","rawUserAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:72.0) Gecko/20100101 Firefox/72.0"},"zone":"null"},
+          "debugContext":{"debugData":{"deviceFingerprint":"541daf91","requestUri":"/api/v1/authn","threatSuspected":"false"}},
+          "displayMessage":"User login to Okta","eventType":"user.session.start","outcome":{"reason":null,"result":"SUCCESS"},
+          "published":"2020-02-14T20:18:57.718Z","securityContext":{"asNumber":null,"asOrg":null,"isProxy":null},
+          "severity":"INFO","target":null,"uuid":"3aeede38-4f67-11ea-abd3-1f5d113f2546","version":"0"}"#;
+        let ev = parse_record(rec, InputFormat::Auto, &ctx()).expect("okta record");
+        assert_eq!(ev.kind, EventKind::SessionStart);
+        assert_eq!(ev.session_id, "102nZH");
+        assert_eq!(ev.user_id, "00u1abc");
+        assert_eq!(ev.device_id.as_deref(), Some("541daf91"));
+        assert_eq!(ev.geo.country.as_deref(), Some("United States"));
+        assert_eq!(ev.geo.asn, None);
+        assert_eq!(ev.source_id, "3aeede38-4f67-11ea-abd3-1f5d113f2546");
+    }
+
+    #[test]
+    fn okta_policy_allow_counts_as_success_and_unknown_session_is_missing() {
+        let allow = br#"{"eventType":"policy.evaluate_sign_on","published":"2020-02-14T20:18:57.762Z","uuid":"u1",
+          "actor":{"id":"00u1"},"authenticationContext":{"externalSessionId":"102x"},"outcome":{"result":"ALLOW"}}"#;
+        let ev = parse_record(allow, InputFormat::Okta, &ctx()).expect("allow");
+        assert!(ev.success);
+        assert_eq!(ev.kind, EventKind::Access);
+        let unknown = br#"{"eventType":"user.session.start","published":"2020-02-14T20:18:57.762Z","uuid":"u2",
+          "actor":{"id":"00u1"},"authenticationContext":{"externalSessionId":"unknown"}}"#;
+        let r = parse_record(unknown, InputFormat::Okta, &ctx()).expect_err("no session");
+        assert_eq!(r.field, Some("authenticationContext.externalSessionId"));
+    }
+
+    #[test]
+    fn entra_export_without_session_id_falls_back_to_correlation_id() {
+        let rec = br#"{"Level":"4","callerIpAddress":"81.2.69.144","category":"NonInteractiveUserSignInLogs","correlationId":"corr-1",
+          "location":"FR","operationName":"Sign-in activity","properties":{"appDisplayName":"Office 365","appId":"app-1",
+          "createdDateTime":"2019-10-18T04:45:48.0729893-05:00","deviceDetail":{"browser":"Chrome 77.0.3865","deviceId":"","operatingSystem":"MacOs"},
+          "id":"sign-in-1","ipAddress":"81.2.69.144","isInteractive":false,"location":{"city":"Champs-Sur-Marne","countryOrRegion":"FR",
+          "geoCoordinates":{"latitude":48.85,"longitude":2.59}},"status":{"errorCode":50140},"userId":"user-1","userPrincipalName":"t@example.com"},
+          "resultType":"50140","tenantId":"tenant-1","time":"2019-10-18T09:45:48.0729893Z"}"#;
+        let ev = parse_record(rec, InputFormat::Auto, &ctx()).expect("entra record");
+        assert_eq!(ev.session_id, "corr-1");
+        assert!(!ev.success, "errorCode 50140 is a failure");
+        assert_eq!(ev.device_id, None, "an empty deviceId is absent");
+        assert_eq!(ev.tenant.as_deref(), Some("tenant-1"));
+        assert_eq!(ev.geo.country.as_deref(), Some("FR"));
+        assert_eq!(ev.time_ms, 1_571_391_948_072);
+    }
+
+    #[test]
+    fn ocsf_api_activity_and_unsupported_class() {
+        let rec = br#"{"class_uid":6003,"activity_id":2,"time":1714550400000,"metadata":{"uid":"m-1","version":"1.3.0"},
+          "actor":{"user":{"uid":"u-1"},"session":{"uid":"s-1","credential_uid":"AKIA-EXAMPLE"}},
+          "src_endpoint":{"ip":"81.2.69.10","location":{"country":"GB","coordinates":[-0.12,51.5]}},
+          "http_request":{"user_agent":"aws-cli/2.15"},"api":{"operation":"GetObject","service":{"name":"s3"}}}"#;
+        let ev = parse_record(rec, InputFormat::Auto, &ctx()).expect("ocsf record");
+        assert_eq!(
+            (ev.kind, ev.session_id.as_str(), ev.app.as_deref()),
+            (EventKind::Access, "s-1", Some("s3"))
+        );
+        assert_eq!(ev.geo.coordinates(), Some((51.5, -0.12)));
+        assert_eq!(ev.token, Some(ctx().hasher.hash("AKIA-EXAMPLE")));
+        let other = br#"{"class_uid":4001,"time":1714550400000,"metadata":{"uid":"m-2"}}"#;
+        let r = parse_record(other, InputFormat::Auto, &ctx()).expect_err("network activity");
+        assert_eq!(r.reason, vigil_model::RejectReason::UnsupportedEvent);
+    }
+}
