@@ -7,6 +7,9 @@ use vigil_model::{
     TokenHash,
 };
 
+use rustc_hash::FxHashSet;
+
+use crate::changelog::StateKey;
 use crate::config::{ConfigError, EngineConfig};
 use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::policy::Policy;
@@ -66,13 +69,17 @@ pub struct Engine {
     detectors: Vec<Detector>,
     policy: Policy,
     net: Network,
-    sessions: BoundedTable<Box<str>, SessionState>,
-    tokens: BoundedTable<TokenHash, TokenBinding>,
-    refresh: BoundedTable<TokenHash, RefreshState>,
+    pub(crate) sessions: BoundedTable<Box<str>, SessionState>,
+    pub(crate) tokens: BoundedTable<TokenHash, TokenBinding>,
+    pub(crate) refresh: BoundedTable<TokenHash, RefreshState>,
     grace_ms: i64,
     window_ms: i64,
     scope_baseline_ms: i64,
-    watermark: i64,
+    pub(crate) watermark: i64,
+    pub(crate) persisted_watermark: i64,
+    /// Keys changed since the last changelog drain (recorded once tracking is on).
+    pub(crate) dirty: FxHashSet<StateKey>,
+    tracking: bool,
     next_sweep: i64,
     findings: Vec<Finding>,
     /// Counters.
@@ -116,6 +123,9 @@ impl Engine {
             window_ms: st.window.ms(),
             scope_baseline_ms,
             watermark: i64::MIN,
+            persisted_watermark: i64::MIN,
+            dirty: FxHashSet::default(),
+            tracking: false,
             next_sweep: i64::MIN,
             findings: Vec::new(),
             stats: EngineStats::default(),
@@ -199,7 +209,35 @@ impl Engine {
         self.findings = findings;
         self.update_session(ev, &obs);
         self.update_tokens(ev, &obs);
+        if self.tracking {
+            self.mark_dirty(ev);
+        }
         Ok(())
+    }
+
+    /// Starts recording which keys change, for [`Engine::drain_changes`]. Call before the
+    /// first event when the state is to be made durable.
+    pub fn track_changes(&mut self) {
+        if !self.tracking {
+            self.tracking = true;
+            self.sessions.track_evictions();
+            self.tokens.track_evictions();
+            self.refresh.track_evictions();
+        }
+    }
+
+    fn mark_dirty(&mut self, ev: &SessionEvent) {
+        self.dirty
+            .insert(StateKey::Session(ev.session_id.as_str().into()));
+        for t in [ev.token].into_iter().flatten() {
+            self.dirty.insert(StateKey::Token(t));
+        }
+        for r in [ev.refresh_token, ev.new_refresh_token]
+            .into_iter()
+            .flatten()
+        {
+            self.dirty.insert(StateKey::Refresh(r));
+        }
     }
 
     /// Periodic work driven by the runtime's clock when no events arrive: expires idle state.

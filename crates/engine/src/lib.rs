@@ -27,6 +27,7 @@
 //! assert_eq!(out.revocations.len(), 1);
 //! ```
 
+pub mod changelog;
 pub mod config;
 pub mod detectors;
 pub mod engine;
@@ -37,5 +38,6 @@ pub mod tokens;
 pub mod ua;
 pub mod window;
 
+pub use changelog::{StateKey, StateValue};
 pub use config::{ConfigError, EngineConfig, HumanDuration};
 pub use engine::{Engine, EngineStats, Output};

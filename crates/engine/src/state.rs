@@ -15,7 +15,7 @@ pub fn hash_str(s: &str) -> u64 {
 }
 
 /// A located sighting of the session.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Place {
     /// Latitude, degrees (absent when only the network is known).
     pub coords: Option<(f64, f64)>,
@@ -45,7 +45,7 @@ impl Place {
 }
 
 /// What the engine remembers about one live session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionState {
     /// User the session belongs to.
     pub user_id: Box<str>,
@@ -169,6 +169,8 @@ pub struct BoundedTable<K, V> {
     cap: usize,
     /// Evictions so far.
     pub evictions: EvictionCounts,
+    /// Keys evicted since the last [`BoundedTable::take_evicted`], when tracking.
+    evicted: Option<Vec<K>>,
 }
 
 /// What a [`BoundedTable`] needs to know about its values.
@@ -188,7 +190,7 @@ impl Aged for SessionState {
     }
 }
 
-impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
+impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
     /// An empty table.
     pub fn new(idle_ttl_ms: i64, absolute_ttl_ms: i64, cap: usize) -> Self {
         Self {
@@ -197,7 +199,29 @@ impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
             absolute_ttl_ms,
             cap: cap.max(1),
             evictions: EvictionCounts::default(),
+            evicted: None,
         }
+    }
+
+    /// Starts remembering evicted keys (for changelog tombstones).
+    pub fn track_evictions(&mut self) {
+        self.evicted.get_or_insert_with(Vec::new);
+    }
+
+    /// Keys evicted since the last call.
+    pub fn take_evicted(&mut self) -> Vec<K> {
+        self.evicted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Removes an entry.
+    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.remove(key)
     }
 
     /// Live entries.
@@ -234,6 +258,15 @@ impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
         self.map.entry(key).or_insert(value)
     }
 
+    /// Inserts or replaces an entry, making room first if the table is full.
+    pub fn put(&mut self, key: K, value: V) {
+        if let Some(slot) = self.map.get_mut(&key) {
+            *slot = value;
+        } else {
+            self.insert(key, value);
+        }
+    }
+
     /// Iterates over all entries.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter()
@@ -244,8 +277,9 @@ impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
         let before = self.map.len();
         let (idle, abs) = (self.idle_ttl_ms, self.absolute_ttl_ms);
         let mut counts = self.evictions;
-        self.map.retain(|_, v| {
-            if now - v.first_seen() > abs {
+        let evicted = &mut self.evicted;
+        self.map.retain(|k, v| {
+            let keep = if now - v.first_seen() > abs {
                 counts.absolute += 1;
                 false
             } else if now - v.last_seen() > idle {
@@ -253,7 +287,11 @@ impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
                 false
             } else {
                 true
+            };
+            if !keep && let Some(e) = evicted.as_mut() {
+                e.push(k.clone());
             }
+            keep
         });
         self.evictions = counts;
         before - self.map.len()
@@ -266,9 +304,13 @@ impl<K: Hash + Eq, V: Aged> BoundedTable<K, V> {
         let (_, cutoff, _) = ages.select_nth_unstable(idx);
         let cutoff = *cutoff;
         let mut removed = 0u64;
-        self.map.retain(|_, v| {
+        let evicted = &mut self.evicted;
+        self.map.retain(|k, v| {
             if removed < n as u64 && v.last_seen() <= cutoff {
                 removed += 1;
+                if let Some(e) = evicted.as_mut() {
+                    e.push(k.clone());
+                }
                 false
             } else {
                 true

@@ -9,7 +9,7 @@ use crate::state::Aged;
 use crate::ua::UaInfo;
 
 /// The first session, device and client a token was seen with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenBinding {
     /// Session that first used or received the token.
     pub session_id: Box<str>,
@@ -35,7 +35,7 @@ impl Aged for TokenBinding {
 }
 
 /// A refresh token's life: issued, then redeemed (rotated) once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RefreshState {
     /// Session the refresh token belongs to.
     pub session_id: Box<str>,

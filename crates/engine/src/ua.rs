@@ -4,7 +4,7 @@
 //! (Chrome to python-requests, Windows to Linux), not which version it is.
 
 /// Client software family and operating system, each as a small code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct UaInfo {
     /// Browser or HTTP client family; unknown products are a hash of their product token.
     pub family: u32,
@@ -13,7 +13,7 @@ pub struct UaInfo {
 }
 
 /// Operating-system families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Os {
     /// Not stated by the user agent.
     Unknown,

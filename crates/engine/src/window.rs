@@ -7,7 +7,7 @@
 ///
 /// When full, the value seen longest ago is forgotten; the count within the window is then a
 /// lower bound, which is the safe direction for "more than N distinct" checks only up to `CAP`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DistinctWindow<const CAP: usize> {
     entries: Vec<(u64, i64)>,
 }
@@ -43,7 +43,7 @@ impl<const CAP: usize> DistinctWindow<CAP> {
 }
 
 /// Events per minute: the current minute's count and the previous minute's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RateCounter {
     minute: i64,
     current: u32,

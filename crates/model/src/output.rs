@@ -86,7 +86,7 @@ impl Severity {
 }
 
 /// Where and with what the session was used: one side of an evidence pair.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// Client IP.
     pub ip: Option<String>,
