@@ -32,7 +32,7 @@ pub enum StateKey {
 #[serde(tag = "v1", rename_all = "snake_case")]
 pub enum StateValue {
     /// A session's state.
-    Session(SessionState),
+    Session(Box<SessionState>),
     /// A token binding.
     Token(TokenBinding),
     /// A refresh token's life.
@@ -136,7 +136,7 @@ impl Engine {
         }
         for key in dirty {
             let value = match &key {
-                StateKey::Session(id) => self.sessions.get(&**id).cloned().map(StateValue::Session),
+                StateKey::Session(id) => self.sessions.get(&**id).map(|s| StateValue::Session(Box::new(s.clone()))),
                 StateKey::Token(h) => self.tokens.get(h).cloned().map(StateValue::Token),
                 StateKey::Refresh(h) => self.refresh.get(h).cloned().map(StateValue::Refresh),
                 StateKey::Watermark => continue,
@@ -156,7 +156,7 @@ impl Engine {
     pub fn restore(&mut self, key: StateKey, value: Option<StateValue>) {
         match (key, value) {
             (StateKey::Session(id), Some(StateValue::Session(s))) => {
-                self.sessions.put(id, s);
+                self.sessions.put(id, *s);
             }
             (StateKey::Token(h), Some(StateValue::Token(t))) => {
                 self.tokens.put(h, t);
