@@ -22,6 +22,8 @@ pub struct VigilConfig {
     pub geoip: GeoipConfig,
     /// Detection engine.
     pub engine: EngineConfig,
+    /// Kafka runtime (`vigil run`); absent for `vigil replay`.
+    pub kafka: Option<vigil_kafka::KafkaConfig>,
 }
 
 /// Input handling.

@@ -4,8 +4,12 @@
 //! error (bad flags, invalid config file, unreadable key or GeoIP database).
 
 mod config;
+mod demo;
+mod generate;
 mod input;
 mod replay;
+mod run;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +73,80 @@ Exit codes: 0 done (rejected records are counted, not fatal); 1 I/O failure; 2 b
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
+    },
+    /// Run the consumer-group runtime: consume the configured input topics, write
+    /// revocations, alerts and dead letters to their topics, keep state in the changelog.
+    #[command(after_help = "\
+Needs a [kafka] table in the config (see config/example.toml) and a token-hash key.
+Stops on SIGINT/SIGTERM after flushing outputs and committing offsets.
+
+Exit codes: 0 stopped cleanly; 1 fatal runtime error (authentication, missing topic,
+undeliverable output); 2 bad flags or config.")]
+    Run {
+        /// Configuration file (TOML) with a [kafka] table.
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: PathBuf,
+        /// Address for /metrics, /healthz and /readyz.
+        #[arg(long, env = "VIGIL_METRICS_ADDR", default_value = "127.0.0.1:9898")]
+        metrics_addr: std::net::SocketAddr,
+        /// Use the built-in development token-hash key when none is configured (never in
+        /// production: token hashes are then not secret).
+        #[arg(long)]
+        allow_dev_key: bool,
+    },
+    /// Create the topics a [kafka] config names: inputs and outputs with time retention, the
+    /// changelog compacted, all with the same partition count. Existing topics are kept.
+    CreateTopics {
+        /// Configuration file (TOML) with a [kafka] table.
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: PathBuf,
+        /// Partitions per topic (the unit of parallelism: at most one instance works on each).
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Replication factor.
+        #[arg(long, default_value_t = 3)]
+        replication: i32,
+    },
+    /// Run the whole system on an embedded Kafka (no broker to set up): stream labelled
+    /// synthetic IdP traffic with injected attacks, print alerts and revocations as they
+    /// happen, and end with attacks caught, false positives and latency.
+    Demo {
+        /// Copies of the sample story to stream (each has 22 sessions, 10 of them attacked).
+        #[arg(long, default_value_t = 20)]
+        copies: usize,
+        /// Events per second offered.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        /// Input partitions, one partition task each.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Print only the final table.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Write labelled synthetic IdP traffic (the sample story, repeated) to a file or topic.
+    Gen {
+        /// Copies of the sample story.
+        #[arg(long, default_value_t = 100)]
+        copies: usize,
+        /// native, okta, entra, ocsf, or mixed (round-robin per copy).
+        #[arg(long, default_value = "mixed")]
+        format: String,
+        /// Output file; stdout when absent and no --brokers.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write the session labels (JSON) here.
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Produce to this Kafka cluster instead of writing a file.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Topic to produce to.
+        #[arg(long, default_value = "vigil.events")]
+        topic: String,
+        /// Event-time spacing between copies, in ms.
+        #[arg(long, default_value_t = 60_000)]
+        spacing_ms: i64,
     },
 }
 
@@ -135,6 +213,73 @@ fn run(cmd: Command) -> Result<(), Failure> {
             };
             replay::run(&cfg, &args).map_err(Failure::Runtime)
         }
+        Command::Run {
+            config,
+            metrics_addr,
+            allow_dev_key,
+        } => {
+            let cfg = load(Some(&config))?;
+            check(&cfg, &[]).map_err(Failure::Config)?;
+            if cfg.kafka.is_none() {
+                return Err(Failure::Config(anyhow::anyhow!(
+                    "{} has no [kafka] table; see config/example.toml",
+                    config.display()
+                )));
+            }
+            run::run(&cfg, metrics_addr, allow_dev_key).map_err(Failure::Runtime)
+        }
+        Command::CreateTopics {
+            config,
+            partitions,
+            replication,
+        } => {
+            let cfg = load(Some(&config))?;
+            let kafka = cfg.kafka.clone().ok_or_else(|| {
+                Failure::Config(anyhow::anyhow!("{} has no [kafka] table", config.display()))
+            })?;
+            let plan = vigil_kafka::topics::TopicPlan {
+                partitions,
+                replication,
+                ..Default::default()
+            };
+            create_topics(&kafka, &plan).map_err(Failure::Runtime)
+        }
+        Command::Demo {
+            copies,
+            rate,
+            partitions,
+            quiet,
+        } => {
+            let args = demo::DemoArgs {
+                copies,
+                rate,
+                partitions: partitions.max(1),
+                quiet,
+            };
+            demo::run(&args).map_err(Failure::Runtime)
+        }
+        Command::Gen {
+            copies,
+            format,
+            out,
+            labels,
+            brokers,
+            topic,
+            spacing_ms,
+        } => {
+            let formats = generate::parse_formats(&format)
+                .map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
+            let args = generate::GenArgs {
+                copies,
+                formats,
+                out,
+                labels,
+                brokers,
+                topic,
+                spacing_ms,
+            };
+            generate::run(&args).map_err(Failure::Runtime)
+        }
         Command::CheckConfig { file } => {
             let cfg = load(Some(&file))?;
             let summary = check(&cfg, &[]).map_err(Failure::Config)?;
@@ -142,6 +287,23 @@ fn run(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn create_topics(
+    kafka: &vigil_kafka::KafkaConfig,
+    plan: &vigil_kafka::topics::TopicPlan,
+) -> anyhow::Result<()> {
+    let base = vigil_kafka::runtime::client_config(kafka)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let created = rt.block_on(vigil_kafka::topics::create(&base, kafka, plan))?;
+    if created.is_empty() {
+        println!("All topics exist already.");
+    } else {
+        println!("Created: {}", created.join(", "));
+    }
+    Ok(())
 }
 
 /// Validates everything a run needs before reading any input.

@@ -136,7 +136,10 @@ impl Engine {
         }
         for key in dirty {
             let value = match &key {
-                StateKey::Session(id) => self.sessions.get(&**id).map(|s| StateValue::Session(Box::new(s.clone()))),
+                StateKey::Session(id) => self
+                    .sessions
+                    .get(&**id)
+                    .map(|s| StateValue::Session(Box::new(s.clone()))),
                 StateKey::Token(h) => self.tokens.get(h).cloned().map(StateValue::Token),
                 StateKey::Refresh(h) => self.refresh.get(h).cloned().map(StateValue::Refresh),
                 StateKey::Watermark => continue,

@@ -151,7 +151,7 @@ impl Record<'_> {
 
 /// One or more MaxMind databases with a bounded per-IP cache.
 pub struct GeoDb {
-    readers: Vec<(String, Reader<Vec<u8>>)>,
+    readers: std::sync::Arc<Vec<(String, Reader<Vec<u8>>)>>,
     cache: FxHashMap<IpAddr, Option<GeoInfo>>,
     cache_cap: usize,
     /// Lookups answered from the cache.
@@ -174,7 +174,7 @@ impl GeoDb {
     /// An empty set of databases; `cache_cap` bounds the per-IP cache (0 disables it).
     pub fn new(cache_cap: usize) -> Self {
         Self {
-            readers: Vec::new(),
+            readers: Default::default(),
             cache: FxHashMap::default(),
             cache_cap,
             hits: 0,
@@ -198,12 +198,33 @@ impl GeoDb {
             path: name.to_owned(),
             reason: e.to_string(),
         })?;
-        self.readers.push((
+        let entry = (
             format!("{name} ({})", reader.metadata().database_type),
             reader,
-        ));
+        );
+        match std::sync::Arc::get_mut(&mut self.readers) {
+            Some(readers) => readers.push(entry),
+            None => {
+                return Err(GeoError::Invalid {
+                    path: name.to_owned(),
+                    reason: "databases cannot be added after the set is shared".into(),
+                });
+            }
+        }
         self.cache.clear();
         Ok(())
+    }
+
+    /// Another handle on the same databases with its own, empty cache (one per partition
+    /// task: the databases are shared read-only, the caches are not shared at all).
+    pub fn share(&self) -> Self {
+        Self {
+            readers: self.readers.clone(),
+            cache: FxHashMap::default(),
+            cache_cap: self.cache_cap,
+            hits: 0,
+            misses: 0,
+        }
     }
 
     /// The loaded databases, as `path (database_type)`.
@@ -234,7 +255,7 @@ impl GeoDb {
     pub fn lookup_uncached(&self, ip: IpAddr) -> Option<GeoInfo> {
         let mut info = GeoInfo::default();
         let mut found = false;
-        for (_, r) in &self.readers {
+        for (_, r) in self.readers.iter() {
             let Ok(res) = r.lookup(ip) else { continue };
             if let Ok(Some(rec)) = res.decode::<Record<'_>>() {
                 rec.merge_into(&mut info);

@@ -607,3 +607,80 @@ pub fn render(format: Format) -> (String, BTreeMap<String, Label>) {
     }
     (out, labels)
 }
+
+/// One generated record: the session it belongs to (the Kafka key), its source id, and the
+/// rendered JSON line.
+#[derive(Debug, Clone)]
+pub struct GenRecord {
+    /// Session id.
+    pub session_id: String,
+    /// User id (the partition key Vigil recommends: it keeps a user's sessions and tokens
+    /// together).
+    pub user_id: String,
+    /// Source record id.
+    pub source_id: String,
+    /// The record, rendered.
+    pub line: String,
+}
+
+/// The sample story repeated `copies` times, each copy with its own session, user, token and
+/// record ids and shifted `spacing_ms` later, rendered round-robin in the formats given (a
+/// copy keeps one format throughout, so its sessions are coherent). Returns the records in
+/// time order and the label of every session.
+pub fn scaled(
+    copies: usize,
+    spacing_ms: i64,
+    formats: &[Format],
+) -> (Vec<GenRecord>, BTreeMap<String, Label>) {
+    let (events, labels) = story();
+    let mut out: Vec<(i64, GenRecord)> = Vec::with_capacity(events.len() * copies);
+    let mut all_labels = BTreeMap::new();
+    for copy in 0..copies {
+        let format = formats[copy % formats.len().max(1)];
+        let suffix = format!("-c{copy}");
+        for (session, (label, fmts)) in &labels {
+            if fmts.contains(&format) {
+                all_labels.insert(format!("{session}{suffix}"), label.clone());
+            }
+        }
+        for e in &events {
+            let ok = labels
+                .get(&e.session_id)
+                .is_some_and(|(_, f)| f.contains(&format));
+            if !ok || !format.supports(e.kind) {
+                continue;
+            }
+            let mut e = e.clone();
+            e.session_id.push_str(&suffix);
+            e.user_id.push_str(&suffix);
+            e.id.push_str(&suffix);
+            for t in [
+                &mut e.token_id,
+                &mut e.refresh_token_id,
+                &mut e.new_refresh_token_id,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                t.push_str(&suffix);
+            }
+            if let Some(d) = e.device_id.as_mut() {
+                d.push_str(&suffix);
+            }
+            e.time_ms += copy as i64 * spacing_ms;
+            e.with_geo = format != Format::Native;
+            let line = e.render(format).to_string();
+            out.push((
+                e.time_ms,
+                GenRecord {
+                    session_id: e.session_id,
+                    user_id: e.user_id,
+                    source_id: e.id,
+                    line,
+                },
+            ));
+        }
+    }
+    out.sort_by_key(|(t, _)| *t);
+    (out.into_iter().map(|(_, r)| r).collect(), all_labels)
+}

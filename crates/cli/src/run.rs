@@ -1,0 +1,65 @@
+//! `vigil run`: the consumer-group runtime.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use tracing::info;
+use vigil_kafka::Metrics;
+
+use crate::config::VigilConfig;
+use crate::setup;
+
+/// Runs until SIGINT or SIGTERM, then drains, flushes and commits.
+pub fn run(cfg: &VigilConfig, metrics_addr: SocketAddr, allow_dev_key: bool) -> Result<()> {
+    let kafka = cfg
+        .kafka
+        .clone()
+        .context("the configuration has no [kafka] table; see config/example.toml")?;
+    let key = setup::token_key(cfg, allow_dev_key)?;
+    let geo = setup::geo(cfg, &[])?;
+    let metrics = Metrics::new();
+    let parts = setup::run_parts(cfg, &key, geo, metrics.clone())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2),
+        )
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let bound = vigil_kafka::metrics::serve(metrics_addr, metrics)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for /metrics"))?;
+        info!(%bound, "Serving /metrics, /healthz and /readyz.");
+        vigil_kafka::runtime::run(&kafka, parts, shutdown_signal()).await?;
+        info!("Stopped cleanly.");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    info!("Shutdown signal received.");
+}

@@ -1,0 +1,140 @@
+//! The `[kafka]` table of the configuration file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_model::adapters::InputFormat;
+
+use crate::delivery::Delivery;
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port,host:port`.
+    pub brokers: String,
+    /// Consumer group id; every Vigil instance of one deployment uses the same.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Stable per-instance id for static membership (`group.instance.id`): a restart within
+    /// the session timeout keeps its partitions without a rebalance.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    /// Input topics with their formats. Records must be keyed by session id.
+    pub inputs: Vec<InputTopic>,
+    /// Output topics.
+    #[serde(default)]
+    pub topics: OutputTopics,
+    /// Delivery guarantee.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// How often outputs are flushed and offsets committed (or transactions committed).
+    #[serde(default = "default_commit_interval", with = "duration")]
+    pub commit_interval: Duration,
+    /// Consumer group session timeout; a dead instance's partitions move after this long.
+    #[serde(default = "default_session_timeout", with = "duration")]
+    pub session_timeout: Duration,
+    /// Messages buffered per partition task before the consumer waits.
+    #[serde(default = "default_queue")]
+    pub partition_queue: usize,
+    /// Extra librdkafka settings passed through as-is (TLS, SASL, tuning), e.g.
+    /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "SCRAM-SHA-512"`.
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+    /// librdkafka settings whose values are secrets, read from the environment or a file
+    /// at start-up and never logged: `"sasl.password" = { env = "VIGIL_KAFKA_PASSWORD" }`.
+    #[serde(default)]
+    pub client_secrets: BTreeMap<String, SecretSource>,
+}
+
+/// One input topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputTopic {
+    /// Topic name.
+    pub topic: String,
+    /// Record format (`auto` detects per record).
+    #[serde(default, deserialize_with = "format")]
+    pub format: InputFormat,
+}
+
+/// Output topic names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputTopics {
+    /// CAEP session-revoked SETs, keyed by session id.
+    pub revocations: String,
+    /// OCSF Detection Findings, keyed by session id.
+    pub alerts: String,
+    /// Records that could not be used, with the reason in headers.
+    pub dead_letters: String,
+    /// Compacted changelog of engine state, co-partitioned with the inputs.
+    pub changelog: String,
+}
+
+impl Default for OutputTopics {
+    fn default() -> Self {
+        Self {
+            revocations: "vigil.revocations".into(),
+            alerts: "vigil.alerts".into(),
+            dead_letters: "vigil.dead-letters".into(),
+            changelog: "vigil.changelog".into(),
+        }
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file (trailing newline trimmed).
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Reads the secret.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Self::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+            }
+            Self::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("{}: {e}", p.display())),
+        }
+    }
+}
+
+fn default_group() -> String {
+    "vigil".into()
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_queue() -> usize {
+    4096
+}
+
+fn format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<InputFormat, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+mod duration {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}

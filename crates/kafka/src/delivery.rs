@@ -1,0 +1,45 @@
+//! Delivery guarantees, each with the librdkafka settings it implies.
+
+use serde::Deserialize;
+
+/// How outputs relate to consumed input offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Outputs and changelog records are acknowledged by the brokers before the input offsets
+    /// that produced them are committed. After a crash the uncommitted tail is processed
+    /// again, so an alert or revocation can appear twice, with the same id. Producer:
+    /// `enable.idempotence=true`, `acks=all`, `message.timeout.ms=0` (retry until the broker
+    /// is back). Adds no latency to outputs; commits lag by up to `commit_interval`.
+    #[default]
+    AtLeastOnce,
+    /// Outputs, changelog records and input offsets are written in one Kafka transaction per
+    /// `commit_interval` (`transactional.id` per instance, `send_offsets_to_transaction`).
+    /// Consumers reading outputs with `isolation.level=read_committed` see each output once.
+    /// Adds up to `commit_interval` of latency for read_committed readers.
+    ExactlyOnce,
+}
+
+impl Delivery {
+    /// Producer settings for the mode.
+    pub fn producer_settings(self) -> Vec<(&'static str, &'static str)> {
+        let mut s = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "0"),
+            ("linger.ms", "2"),
+        ];
+        if self == Self::ExactlyOnce {
+            s.push(("transaction.timeout.ms", "60000"));
+        }
+        s
+    }
+
+    /// Name as in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AtLeastOnce => "at-least-once",
+            Self::ExactlyOnce => "exactly-once",
+        }
+    }
+}

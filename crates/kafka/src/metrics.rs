@@ -1,0 +1,221 @@
+//! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
+//!
+//! Metric updates are atomic increments on pre-registered series: partition tasks share them
+//! without locks on the hot path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+/// Every metric Vigil exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events consumed, by topic and partition.
+    pub events: IntCounterVec,
+    /// Records rejected, by reason.
+    pub rejections: IntCounterVec,
+    /// Findings, by detector (including those below the alert threshold).
+    pub findings: IntCounterVec,
+    /// Alerts, by action.
+    pub alerts: IntCounterVec,
+    /// Revocations issued.
+    pub revocations: IntCounter,
+    /// Consumer lag, by topic and partition (from librdkafka statistics).
+    pub lag: IntGaugeVec,
+    /// Live sessions, by partition.
+    pub live_sessions: IntGaugeVec,
+    /// Session evictions, by cause.
+    pub evictions: IntCounterVec,
+    /// Changelog records applied during restore.
+    pub restored_records: IntCounter,
+    /// Partitions currently restoring.
+    pub restoring: IntGauge,
+    /// Seconds from the record's Kafka timestamp to its decision.
+    pub latency: Histogram,
+    /// Offset commits, by result.
+    pub commits: IntCounterVec,
+    /// Set when the consumer has an assignment and no partition is restoring.
+    pub ready: Arc<AtomicBool>,
+    /// Partitions assigned.
+    pub assigned: Arc<AtomicI64>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("vigil".into()), None).expect("static prefix is valid");
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registers once");
+            c
+        };
+        let events = counter_vec("events_total", "Events consumed.", &["topic", "partition"]);
+        let rejections = counter_vec(
+            "rejections_total",
+            "Records rejected, by reason.",
+            &["reason"],
+        );
+        let findings = counter_vec("findings_total", "Findings, by detector.", &["detector"]);
+        let alerts = counter_vec("alerts_total", "Alerts, by action.", &["action"]);
+        let evictions = counter_vec(
+            "evictions_total",
+            "Session evictions, by cause.",
+            &["cause"],
+        );
+        let commits = counter_vec(
+            "commits_total",
+            "Offset or transaction commits, by result.",
+            &["result"],
+        );
+        let revocations =
+            IntCounter::new("revocations_total", "Revocations issued.").expect("static");
+        registry
+            .register(Box::new(revocations.clone()))
+            .expect("once");
+        let lag = IntGaugeVec::new(
+            Opts::new("consumer_lag", "Consumer lag in records."),
+            &["topic", "partition"],
+        )
+        .expect("static");
+        registry.register(Box::new(lag.clone())).expect("once");
+        let live_sessions = IntGaugeVec::new(
+            Opts::new("live_sessions", "Live sessions held."),
+            &["partition"],
+        )
+        .expect("static");
+        registry
+            .register(Box::new(live_sessions.clone()))
+            .expect("once");
+        let restored_records = IntCounter::new(
+            "changelog_restored_records_total",
+            "Changelog records applied during restore.",
+        )
+        .expect("static");
+        registry
+            .register(Box::new(restored_records.clone()))
+            .expect("once");
+        let restoring = IntGauge::new(
+            "partitions_restoring",
+            "Partitions restoring state from the changelog.",
+        )
+        .expect("static");
+        registry
+            .register(Box::new(restoring.clone()))
+            .expect("once");
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "processing_latency_seconds",
+                "Seconds from a record's Kafka timestamp to its decision.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("static");
+        registry.register(Box::new(latency.clone())).expect("once");
+        Self {
+            registry,
+            events,
+            rejections,
+            findings,
+            alerts,
+            revocations,
+            lag,
+            live_sessions,
+            evictions,
+            restored_records,
+            restoring,
+            latency,
+            commits,
+            ready: Arc::new(AtomicBool::new(false)),
+            assigned: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// Records rejected so far, all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.rejections
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    info!(%local, "Metrics and health endpoints listening.");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let m = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sock.read(&mut buf),
+                )
+                .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body, ctype) = match path {
+                    "/metrics" => ("200 OK", m.render(), "text/plain; version=0.0.4"),
+                    "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
+                    "/readyz" if m.ready.load(Ordering::Relaxed) => {
+                        ("200 OK", "ready\n".to_owned(), "text/plain")
+                    }
+                    "/readyz" => (
+                        "503 Service Unavailable",
+                        "not ready: joining the group or restoring state\n".to_owned(),
+                        "text/plain",
+                    ),
+                    _ => ("404 Not Found", "not found\n".to_owned(), "text/plain"),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if let Err(e) = sock.write_all(resp.as_bytes()).await {
+                    warn!(error = %e, "Metrics response failed.");
+                }
+            });
+        }
+    });
+    Ok(local)
+}

@@ -1,0 +1,498 @@
+//! The consumer-group runtime: one consumer for the group, one task per assigned partition.
+//!
+//! ```text
+//!            ┌──────────── main loop (select!) ─────────────┐
+//!  Kafka ──▶ │ record ─▶ dispatch to the partition's task   │
+//!            │ ready  ─▶ mark ready once no task is restoring│
+//!            │ tick   ─▶ flush every task, commit offsets   │
+//!            │ stop   ─▶ flush, commit, leave the group     │
+//!            └──────────────────────────────────────────────┘
+//!  rebalance callbacks: revoke ─▶ flush + commit + stop those tasks (before letting go)
+//!                       assign ─▶ spawn tasks (each restores, then reads its queue)
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::config::KafkaConfig;
+use crate::delivery::Delivery;
+use crate::error::{RetryHint, RuntimeError, classify};
+use crate::metrics::Metrics;
+use crate::worker::{self, Command, FlushReport, Incoming, Shared, Worker};
+
+/// Partition tasks by partition number, shared by the main loop and the rebalance callbacks
+/// (which run inside the main loop's poll, so the lock is never contended).
+type Workers = Arc<Mutex<BTreeMap<i32, Worker>>>;
+
+/// Builds the librdkafka settings common to every client: brokers, pass-through settings and
+/// secrets (read here, never logged).
+pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, RuntimeError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c.set("socket.nagle.disable", "true");
+    for (k, v) in &cfg.client {
+        if PROTECTED.contains(&k.as_str()) {
+            return Err(RuntimeError::Config(format!(
+                "kafka.client.{k} is set by Vigil itself (delivery guarantees depend on it) and cannot be overridden"
+            )));
+        }
+        c.set(k, v);
+    }
+    for (k, src) in &cfg.client_secrets {
+        let v = src
+            .read()
+            .map_err(|e| RuntimeError::Config(format!("kafka.client_secrets.{k}: {e}")))?;
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// How long the main loop waits on the consumer before polling it again. librdkafka wakes
+/// the consumer task when its queue becomes non-empty; a wakeup can be missed when a
+/// non-message event (such as a commit result) is already queued, so the loop re-polls
+/// rather than trusting the wakeup alone (measured: without it, records waited 0.2-0.5 s
+/// behind each commit).
+const RECV_REPOLL: Duration = Duration::from_millis(5);
+
+/// Settings Vigil's guarantees depend on; `kafka.client` may not override them.
+const PROTECTED: [&str; 8] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "enable.idempotence",
+    "acks",
+    "group.id",
+    "transactional.id",
+    "bootstrap.servers",
+];
+
+struct VigilContext {
+    workers: Workers,
+    generation: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    ready_tx: mpsc::UnboundedSender<i32>,
+    queue: usize,
+    metrics: Metrics,
+    handle: tokio::runtime::Handle,
+    input_topics: Vec<String>,
+}
+
+impl ClientContext for VigilContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            if !self.input_topics.contains(topic) {
+                continue;
+            }
+            for (p, ps) in &t.partitions {
+                if *p >= 0 && ps.consumer_lag >= 0 {
+                    self.metrics
+                        .lag
+                        .with_label_values(&[topic, &p.to_string()])
+                        .set(ps.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for VigilContext {
+    fn pre_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let taken: Vec<(i32, Worker)> = {
+            let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            partitions
+                .iter()
+                .filter_map(|p| w.remove(p).map(|x| (*p, x)))
+                .collect()
+        };
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if taken.is_empty() {
+            return;
+        }
+        info!(partitions = ?partitions, "Partitions revoked; flushing and committing before letting go.");
+        // The callback runs inside the consumer's poll on a runtime thread: step out of the
+        // async context to wait for the tasks (which run on other threads).
+        let reports = tokio::task::block_in_place(|| {
+            self.handle
+                .block_on(async { flush_all(taken.iter().map(|(_, w)| w)).await })
+        });
+        match reports {
+            Ok(reports) => {
+                let commit = offsets_tpl(&reports);
+                if commit.count() > 0 {
+                    match base.commit(&commit, CommitMode::Sync) {
+                        Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+                        Err(e) => {
+                            self.metrics.commits.with_label_values(&["error"]).inc();
+                            warn!(error = %e, "Commit on revoke failed; the new owner will reprocess from the last commit.");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "Flush on revoke failed; the new owner will reprocess from the last commit.")
+            }
+        }
+        self.metrics
+            .assigned
+            .fetch_sub(taken.len() as i64, Ordering::SeqCst);
+        drop(taken);
+    }
+
+    fn post_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut partitions: Vec<i32> =
+                    tpl.elements().iter().map(|e| e.partition()).collect();
+                partitions.sort_unstable();
+                partitions.dedup();
+                // Records of a partition whose state is still being restored wait in its
+                // task's queue (the task reads it only once restored); when that queue is
+                // full the main loop waits too. Pausing the partition in librdkafka instead
+                // was measured to delay every record by 0.2-0.5 s after each later offset
+                // commit, so it is not used.
+                let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                let _enter = self.handle.enter();
+                for p in &partitions {
+                    if w.contains_key(p) {
+                        let _ = self.ready_tx.send(*p);
+                        continue;
+                    }
+                    match worker::spawn(*p, self.shared.clone(), self.queue, self.ready_tx.clone())
+                    {
+                        Ok(task) => {
+                            w.insert(*p, task);
+                            self.metrics.assigned.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => {
+                            error!(partition = p, error = %e, "Cannot start a partition task.")
+                        }
+                    }
+                }
+                self.metrics.ready.store(false, Ordering::SeqCst);
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                info!(partitions = ?partitions, "Partitions assigned; restoring state.");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "Rebalance error."),
+        }
+    }
+}
+
+async fn flush_all<'a>(
+    workers: impl Iterator<Item = &'a Worker>,
+) -> Result<Vec<FlushReport>, RuntimeError> {
+    let mut waits = Vec::new();
+    for w in workers {
+        let (tx, rx) = oneshot::channel();
+        if w.tx.send(Command::Flush(tx)).await.is_ok() {
+            waits.push(rx);
+        }
+    }
+    let mut reports = Vec::new();
+    for rx in waits {
+        match rx.await {
+            Ok(Ok(r)) => reports.push(r),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => warn!("A partition task ended before its flush completed."),
+        }
+    }
+    Ok(reports)
+}
+
+fn offsets_tpl(reports: &[FlushReport]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for r in reports {
+        for (topic, offset) in &r.offsets {
+            let _ = tpl.add_partition_offset(topic, r.partition, Offset::Offset(*offset));
+        }
+    }
+    tpl
+}
+
+/// What `vigil run` needs besides the Kafka table.
+pub struct RunParts {
+    /// Everything partition tasks share, minus the producer (built here).
+    pub build_shared: Box<dyn FnOnce(FutureProducer, Metrics, ClientConfig) -> Shared + Send>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+}
+
+/// Runs the consumer-group runtime until `shutdown` resolves or a fatal error occurs. On
+/// shutdown every task is flushed and offsets are committed before leaving the group.
+pub async fn run(
+    cfg: &KafkaConfig,
+    parts: RunParts,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RuntimeError> {
+    if cfg.delivery == Delivery::ExactlyOnce {
+        return Err(RuntimeError::Config(
+            "delivery = \"exactly-once\" is not available yet in this build; use \"at-least-once\""
+                .into(),
+        ));
+    }
+    if cfg.inputs.is_empty() {
+        return Err(RuntimeError::Config(
+            "kafka.inputs is empty: name at least one input topic".into(),
+        ));
+    }
+    let base = client_config(cfg)?;
+    check_topics(&base, cfg)?;
+
+    let mut pc = base.clone();
+    for (k, v) in cfg.delivery.producer_settings() {
+        pc.set(k, v);
+    }
+    let producer: FutureProducer = pc.create().map_err(|e| RuntimeError::Kafka {
+        context: "cannot create the producer".into(),
+        source: e,
+    })?;
+
+    let mut restore = base.clone();
+    restore
+        .set("group.id", format!("{}-restore", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    let metrics = parts.metrics.clone();
+    let shared = Arc::new((parts.build_shared)(
+        producer.clone(),
+        metrics.clone(),
+        restore,
+    ));
+
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let workers: Workers = Arc::default();
+    let generation = Arc::new(AtomicU64::new(0));
+    let input_topics: Vec<String> = cfg.inputs.iter().map(|i| i.topic.clone()).collect();
+    let ctx = VigilContext {
+        workers: workers.clone(),
+        generation: generation.clone(),
+        shared: shared.clone(),
+        ready_tx,
+        queue: cfg.partition_queue,
+        metrics: metrics.clone(),
+        handle: tokio::runtime::Handle::current(),
+        input_topics: input_topics.clone(),
+    };
+    let strategy = if input_topics.len() > 1 {
+        "range"
+    } else {
+        "cooperative-sticky"
+    };
+    let mut cc = base.clone();
+    cc.set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", strategy)
+        .set(
+            "session.timeout.ms",
+            cfg.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout.as_millis() / 6).max(100).to_string(),
+        )
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", "5000")
+        // Latency over request economy: a revocation is worth more than an idle fetch.
+        .set("fetch.wait.max.ms", "10");
+    if let Some(id) = &cfg.group_instance_id {
+        cc.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer<VigilContext> =
+        cc.create_with_context(ctx)
+            .map_err(|e| RuntimeError::Kafka {
+                context: "cannot create the consumer".into(),
+                source: e,
+            })?;
+    let topics: Vec<&str> = input_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| RuntimeError::Kafka {
+            context: "cannot subscribe".into(),
+            source: e,
+        })?;
+    info!(group = %cfg.group_id, topics = ?topics, delivery = cfg.delivery.as_str(), strategy, "Joined the consumer group.");
+
+    let mut tick = tokio::time::interval(cfg.commit_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cache: BTreeMap<i32, mpsc::Sender<Command>> = BTreeMap::new();
+    let mut cache_gen = u64::MAX;
+    let mut topic_names: BTreeMap<String, Arc<str>> = BTreeMap::new();
+    tokio::pin!(shutdown);
+
+    let result = loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            Some(_) = ready_rx.recv() => {
+                metrics.ready.store(metrics.restoring.get() == 0, Ordering::SeqCst);
+            }
+            _ = tick.tick() => {
+                if let Err(e) = commit(&consumer, &workers, &metrics).await {
+                    break Err(e);
+                }
+            }
+            msg = tokio::time::timeout(RECV_REPOLL, consumer.recv()) => {
+                let Ok(msg) = msg else { continue };
+                let m = match msg {
+                    Ok(m) => m,
+                    Err(e) => match classify(&e) {
+                        RetryHint::Fatal => break Err(RuntimeError::Kafka { context: "consumer failed".into(), source: e }),
+                        RetryHint::Retry => {
+                            warn!(error = %e, "Consumer error; retrying.");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
+                };
+                let g = generation.load(Ordering::SeqCst);
+                if g != cache_gen {
+                    let w = workers.lock().unwrap_or_else(|e| e.into_inner());
+                    cache = w.iter().map(|(p, w)| (*p, w.tx.clone())).collect();
+                    cache_gen = g;
+                }
+                let Some(tx) = cache.get(&m.partition()) else {
+                    // Not ours (any more): it will be consumed by the partition's owner.
+                    continue;
+                };
+                let topic = topic_names.entry(m.topic().to_owned()).or_insert_with(|| Arc::from(m.topic())).clone();
+                let rec = Incoming {
+                    topic,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: m.timestamp().to_millis(),
+                };
+                drop(m);
+                if tx.send(Command::Record(rec)).await.is_err() {
+                    warn!("A partition task has stopped; its records will be reprocessed after the next rebalance.");
+                }
+            }
+        }
+    };
+    info!("Stopping: flushing partition tasks and committing offsets.");
+    let final_commit = commit(&consumer, &workers, &metrics).await;
+    consumer.unsubscribe();
+    workers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    producer_flush(&producer);
+    result.and(final_commit)
+}
+
+async fn commit(
+    consumer: &StreamConsumer<VigilContext>,
+    workers: &Workers,
+    metrics: &Metrics,
+) -> Result<(), RuntimeError> {
+    let senders: Vec<Worker> = {
+        let w = workers.lock().unwrap_or_else(|e| e.into_inner());
+        w.values().map(|x| Worker { tx: x.tx.clone() }).collect()
+    };
+    let reports = flush_all(senders.iter()).await?;
+    let tpl = offsets_tpl(&reports);
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    match consumer.commit(&tpl, CommitMode::Async) {
+        Ok(()) => {
+            metrics.commits.with_label_values(&["ok"]).inc();
+            Ok(())
+        }
+        Err(e) => {
+            metrics.commits.with_label_values(&["error"]).inc();
+            match classify(&e) {
+                RetryHint::Fatal => Err(RuntimeError::Kafka {
+                    context: "offset commit failed".into(),
+                    source: e,
+                }),
+                RetryHint::Retry => {
+                    warn!(error = %e, "Offset commit failed; will retry at the next tick.");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn producer_flush(p: &FutureProducer) {
+    use rdkafka::producer::Producer;
+    if let Err(e) = p.flush(Duration::from_secs(30)) {
+        warn!(error = %e, "Producer flush at shutdown did not complete.");
+    }
+}
+
+/// Checks that every configured topic exists and that inputs and the changelog are
+/// co-partitioned.
+fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeError> {
+    let probe: BaseConsumer = base.create().map_err(|e| RuntimeError::Kafka {
+        context: "cannot create a metadata client".into(),
+        source: e,
+    })?;
+    let md = probe
+        .fetch_metadata(None, Duration::from_secs(15))
+        .map_err(|e| RuntimeError::Kafka {
+            context: format!("cannot reach the brokers at {}", cfg.brokers),
+            source: e,
+        })?;
+    let count = |name: &str| {
+        md.topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+            .map(|t| t.partitions().len())
+    };
+    let t = &cfg.topics;
+    for name in cfg.inputs.iter().map(|i| i.topic.as_str()).chain([
+        t.alerts.as_str(),
+        t.revocations.as_str(),
+        t.dead_letters.as_str(),
+        t.changelog.as_str(),
+    ]) {
+        if count(name).is_none() {
+            return Err(RuntimeError::MissingTopic { topic: name.into() });
+        }
+    }
+    let counts: Vec<(String, usize)> = cfg
+        .inputs
+        .iter()
+        .map(|i| (i.topic.clone(), count(&i.topic).unwrap_or(0)))
+        .collect();
+    let n = counts[0].1;
+    if counts.iter().any(|(_, c)| *c != n) {
+        return Err(RuntimeError::Config(format!(
+            "input topics must have the same partition count (co-partitioned by session id): {counts:?}"
+        )));
+    }
+    let changelog = count(&t.changelog).unwrap_or(0);
+    if changelog != n {
+        return Err(RuntimeError::Config(format!(
+            "changelog topic {} has {changelog} partitions but the inputs have {n}; they must match",
+            t.changelog
+        )));
+    }
+    Ok(())
+}

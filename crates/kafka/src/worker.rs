@@ -1,0 +1,571 @@
+//! One partition task: owns the engine state of one input partition (shared-nothing),
+//! restores it from the changelog, processes records in offset order, produces outputs and
+//! changelog records, and reports how far it may be committed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
+use vigil_geo::GeoDb;
+use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+use vigil_model::jws::SetSigner;
+use vigil_model::{RejectReason, Rejection};
+
+use crate::config::OutputTopics;
+use crate::error::RuntimeError;
+use crate::metrics::Metrics;
+
+/// What every partition task shares (read-only).
+pub struct Shared {
+    /// The output producer.
+    pub producer: FutureProducer,
+    /// Output topic names.
+    pub topics: OutputTopics,
+    /// Format per input topic.
+    pub formats: BTreeMap<String, InputFormat>,
+    /// Adapter settings (hash key, size limit).
+    pub adapter: AdapterContext,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// GeoIP databases (each task gets its own cache).
+    pub geo: GeoDb,
+    /// SET signer, when configured.
+    pub signer: Option<SetSigner>,
+    /// SET issuer.
+    pub issuer: String,
+    /// SET audience.
+    pub audience: String,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Client settings for the changelog reader used at restore.
+    pub restore_client: ClientConfig,
+}
+
+/// A consumed record, copied out of the consumer's buffer.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub payload: Option<Vec<u8>>,
+    /// Kafka timestamp, epoch ms.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What a partition task reports at a flush: the next offset to commit per input topic.
+#[derive(Debug, Default)]
+pub struct FlushReport {
+    /// Partition.
+    pub partition: i32,
+    /// (topic, next offset) pairs processed and made durable since the task started.
+    pub offsets: Vec<(Arc<str>, i64)>,
+}
+
+/// Commands to a partition task.
+pub enum Command {
+    /// Process a record.
+    Record(Incoming),
+    /// Write the changelog, wait until every output is acknowledged, then report offsets.
+    Flush(oneshot::Sender<Result<FlushReport, RuntimeError>>),
+}
+
+/// A running partition task's handle.
+pub struct Worker {
+    /// Sends commands.
+    pub tx: mpsc::Sender<Command>,
+}
+
+struct Task {
+    partition: i32,
+    shared: Arc<Shared>,
+    engine: Engine,
+    geo: GeoDb,
+    out: Output,
+    pending: Vec<(&'static str, DeliveryFuture)>,
+    next_offsets: BTreeMap<Arc<str>, i64>,
+    counters: BTreeMap<Arc<str>, prometheus::IntCounter>,
+    changes: Vec<(StateKey, Option<StateValue>)>,
+    stats_seen: vigil_engine::EngineStats,
+    evictions_seen: vigil_engine::state::EvictionCounts,
+}
+
+/// Spawns the task for `partition`: restore, then `ready` is sent, then records flow.
+pub fn spawn(
+    partition: i32,
+    shared: Arc<Shared>,
+    queue: usize,
+    ready: mpsc::UnboundedSender<i32>,
+) -> Result<Worker, RuntimeError> {
+    let mut engine =
+        Engine::new(&shared.engine).map_err(|e| RuntimeError::Config(e.to_string()))?;
+    engine.track_changes();
+    let (tx, rx) = mpsc::channel(queue.max(1));
+    tokio::spawn(async move {
+        let geo = shared.geo.share();
+        let task = Task {
+            partition,
+            engine,
+            geo,
+            out: Output::default(),
+            pending: Vec::new(),
+            next_offsets: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            changes: Vec::new(),
+            stats_seen: Default::default(),
+            evictions_seen: Default::default(),
+            shared,
+        };
+        task.run(rx, ready).await;
+    });
+    Ok(Worker { tx })
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, ready: mpsc::UnboundedSender<i32>) {
+        self.shared.metrics.restoring.inc();
+        let started = std::time::Instant::now();
+        let shared = self.shared.clone();
+        let partition = self.partition;
+        let engine = std::mem::replace(
+            &mut self.engine,
+            Engine::new(&shared.engine).expect("validated before"),
+        );
+        let restored =
+            tokio::task::spawn_blocking(move || restore(&shared, partition, engine)).await;
+        self.shared.metrics.restoring.dec();
+        match restored {
+            Ok(Ok((mut engine, n))) => {
+                // What was just read back is durable already.
+                engine.drain_changes(&mut Vec::new());
+                self.engine = engine;
+                let secs = started.elapsed().as_secs_f64();
+                info!(
+                    partition,
+                    records = n,
+                    seconds = secs,
+                    sessions = self.engine.live_sessions(),
+                    "Partition state restored."
+                );
+            }
+            Ok(Err(e)) => {
+                warn!(partition, error = %e, "Changelog restore failed; starting with empty state.")
+            }
+            Err(e) => {
+                warn!(partition, error = %e, "Changelog restore panicked; starting with empty state.")
+            }
+        }
+        self.engine.track_changes();
+        let _ = ready.send(self.partition);
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Record(r) => {
+                    if let Err(e) = self.handle(r).await {
+                        warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                        return;
+                    }
+                }
+                Command::Flush(ack) => {
+                    let res = self.flush().await;
+                    let _ = ack.send(res);
+                }
+            }
+        }
+        debug!(partition = self.partition, "Partition task ended.");
+    }
+
+    async fn handle(&mut self, r: Incoming) -> Result<(), RuntimeError> {
+        let counter = self.counters.entry(r.topic.clone()).or_insert_with(|| {
+            self.shared
+                .metrics
+                .events
+                .with_label_values(&[&*r.topic, &r.partition.to_string()])
+        });
+        counter.inc();
+        let format = self
+            .shared
+            .formats
+            .get(&*r.topic)
+            .copied()
+            .unwrap_or_default();
+        let result = match &r.payload {
+            None => Err(Rejection::new(
+                RejectReason::MissingField,
+                "record has no value",
+            )),
+            Some(bytes) => parse_record(bytes, format, &self.shared.adapter).and_then(|mut ev| {
+                self.geo.enrich(&mut ev);
+                self.engine.process(&ev, &mut self.out)
+            }),
+        };
+        if let Err(rej) = result {
+            self.shared
+                .metrics
+                .rejections
+                .with_label_values(&[rej.reason.as_str()])
+                .inc();
+            debug!(partition = r.partition, offset = r.offset, reason = %rej.reason, "Event rejected.");
+            self.dead_letter(&r, &rej).await?;
+        }
+        let mut outputs = std::mem::take(&mut self.out);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for a in outputs.alerts.drain(..) {
+            self.shared
+                .metrics
+                .alerts
+                .with_label_values(&[a.action.as_str()])
+                .inc();
+            let body = a.to_ocsf(env!("CARGO_PKG_VERSION")).to_string();
+            let topic = leak(&self.shared.topics.alerts);
+            self.send(
+                topic,
+                a.subject.session_id.as_bytes(),
+                body.as_bytes(),
+                None,
+                None,
+            )
+            .await?;
+        }
+        for rv in outputs.revocations.drain(..) {
+            self.shared.metrics.revocations.inc();
+            let claims = rv.to_set(&self.shared.issuer, &self.shared.audience, now / 1000);
+            let (body, ctype) = match &self.shared.signer {
+                Some(s) => (s.sign(&claims), "application/secevent+jwt"),
+                None => (claims.to_string(), "application/json"),
+            };
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(ctype),
+                })
+                .insert(Header {
+                    key: "vigil.jti",
+                    value: Some(rv.id.as_str()),
+                });
+            let topic = leak(&self.shared.topics.revocations);
+            self.send(
+                topic,
+                rv.subject.session_id.as_bytes(),
+                body.as_bytes(),
+                Some(headers),
+                None,
+            )
+            .await?;
+        }
+        self.out = outputs;
+        if let Some(ts) = r.timestamp_ms {
+            self.shared
+                .metrics
+                .latency
+                .observe(((now - ts).max(0) as f64) / 1000.0);
+        }
+        self.next_offsets.insert(r.topic, r.offset + 1);
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, r: &Incoming, rej: &Rejection) -> Result<(), RuntimeError> {
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        let mut redacted = 0usize;
+        let body: Vec<u8> = match r
+            .payload
+            .as_deref()
+            .map(serde_json::from_slice::<serde_json::Value>)
+        {
+            Some(Ok(mut v)) => {
+                redacted = vigil_model::redact::redact(&mut v);
+                if redacted > 0 {
+                    v.to_string().into_bytes()
+                } else {
+                    r.payload.clone().unwrap_or_default()
+                }
+            }
+            _ => r.payload.clone().unwrap_or_default(),
+        };
+        let redacted = redacted.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "vigil.reason",
+                value: Some(rej.reason.as_str()),
+            })
+            .insert(Header {
+                key: "vigil.field",
+                value: rej.field,
+            })
+            .insert(Header {
+                key: "vigil.detail",
+                value: Some(rej.detail.as_str()),
+            })
+            .insert(Header {
+                key: "vigil.source.topic",
+                value: Some(&*r.topic),
+            })
+            .insert(Header {
+                key: "vigil.source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "vigil.source.offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "vigil.redacted_fields",
+                value: Some(redacted.as_str()),
+            });
+        let key = r.key.clone().unwrap_or_default();
+        let topic = leak(&self.shared.topics.dead_letters);
+        self.send(topic, &key, &body, Some(headers), None).await
+    }
+
+    /// Produces one record, waiting while the producer queue is full.
+    async fn send(
+        &mut self,
+        topic: &'static str,
+        key: &[u8],
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+        partition: Option<i32>,
+    ) -> Result<(), RuntimeError> {
+        loop {
+            let mut rec = FutureRecord::to(topic).key(key).payload(payload);
+            if let Some(h) = headers.clone() {
+                rec = rec.headers(h);
+            }
+            if let Some(p) = partition {
+                rec = rec.partition(p);
+            }
+            match self.shared.producer.send_result(rec) {
+                Ok(f) => {
+                    self.pending.push((topic, f));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    return Err(RuntimeError::Delivery {
+                        topic: topic.into(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<FlushReport, RuntimeError> {
+        let mut changes = std::mem::take(&mut self.changes);
+        self.engine.drain_changes(&mut changes);
+        let topic = leak(&self.shared.topics.changelog);
+        for (k, v) in changes.drain(..) {
+            let key = k.encode();
+            match v {
+                Some(v) => {
+                    self.send(topic, &key, &v.encode(), None, Some(self.partition))
+                        .await?
+                }
+                None => self.send_tombstone(topic, &key).await?,
+            }
+        }
+        self.changes = changes;
+        for (topic, f) in self.pending.drain(..) {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(RuntimeError::Delivery {
+                        topic: topic.into(),
+                        source: e,
+                    });
+                }
+                Err(_) => {
+                    return Err(RuntimeError::Delivery {
+                        topic: topic.into(),
+                        source: KafkaError::Canceled,
+                    });
+                }
+            }
+        }
+        self.publish_stats();
+        Ok(FlushReport {
+            partition: self.partition,
+            offsets: self
+                .next_offsets
+                .iter()
+                .map(|(t, o)| (t.clone(), *o))
+                .collect(),
+        })
+    }
+
+    async fn send_tombstone(
+        &mut self,
+        topic: &'static str,
+        key: &[u8],
+    ) -> Result<(), RuntimeError> {
+        loop {
+            let rec: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).key(key).partition(self.partition);
+            match self.shared.producer.send_result(rec) {
+                Ok(f) => {
+                    self.pending.push((topic, f));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    return Err(RuntimeError::Delivery {
+                        topic: topic.into(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let m = &self.shared.metrics;
+        let s = &self.engine.stats;
+        for (d, n) in &s.findings {
+            let seen = self.stats_seen.findings.get(d).copied().unwrap_or(0);
+            m.findings.with_label_values(&[d]).inc_by(n - seen);
+        }
+        let late = s.late_events - self.stats_seen.late_events;
+        if late > 0 {
+            // Late events are counted as rejections where they are dead-lettered.
+            debug!(
+                partition = self.partition,
+                late, "Late events since the last flush."
+            );
+        }
+        self.stats_seen = s.clone();
+        let ev = self.engine.evictions();
+        m.evictions
+            .with_label_values(&["idle"])
+            .inc_by(ev.idle - self.evictions_seen.idle);
+        m.evictions
+            .with_label_values(&["absolute"])
+            .inc_by(ev.absolute - self.evictions_seen.absolute);
+        m.evictions
+            .with_label_values(&["capacity"])
+            .inc_by(ev.capacity - self.evictions_seen.capacity);
+        self.evictions_seen = ev;
+        m.live_sessions
+            .with_label_values(&[&self.partition.to_string()])
+            .set(self.engine.live_sessions() as i64);
+    }
+}
+
+/// Topic names live as long as the process; interning them lets pending deliveries name
+/// their topic without a clone per record.
+fn leak(s: &str) -> &'static str {
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| Mutex::new(Vec::new()));
+    let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == s) {
+        return n;
+    }
+    let n: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    names.push(n);
+    n
+}
+
+/// Reads the partition's changelog from the beginning into `engine`.
+fn restore(
+    shared: &Shared,
+    partition: i32,
+    mut engine: Engine,
+) -> Result<(Engine, u64), RuntimeError> {
+    let topic = shared.topics.changelog.as_str();
+    let consumer: BaseConsumer =
+        shared
+            .restore_client
+            .create()
+            .map_err(|e| RuntimeError::Kafka {
+                context: "cannot create the changelog reader".into(),
+                source: e,
+            })?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_err(|e| RuntimeError::Kafka {
+            context: format!("cannot read {topic} watermarks"),
+            source: e,
+        })?;
+    if high <= low {
+        return Ok((engine, 0));
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(|e| RuntimeError::Kafka {
+            context: "bad changelog partition".into(),
+            source: e,
+        })?;
+    consumer.assign(&tpl).map_err(|e| RuntimeError::Kafka {
+        context: format!("cannot assign {topic}/{partition}"),
+        source: e,
+    })?;
+    let mut n = 0u64;
+    let mut idle = 0;
+    loop {
+        match consumer.poll(Duration::from_millis(250)) {
+            Some(Ok(m)) => {
+                idle = 0;
+                let offset = m.offset();
+                if let Some(k) = m.key() {
+                    match StateKey::decode(k) {
+                        Ok(key) => {
+                            let value = match m.payload() {
+                                None => Ok(None),
+                                Some(v) => StateValue::decode(&key, v).map(Some),
+                            };
+                            match value {
+                                Ok(v) => {
+                                    engine.restore(key, v);
+                                    n += 1;
+                                }
+                                Err(e) => {
+                                    warn!(partition, offset, error = %e, "Changelog record skipped.")
+                                }
+                            }
+                        }
+                        Err(e) => warn!(partition, offset, error = %e, "Changelog record skipped."),
+                    }
+                }
+                shared.metrics.restored_records.inc();
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => {
+                warn!(partition, error = %e, "Changelog read error; retrying.");
+                idle += 1;
+            }
+            // Partition EOF is reported when enabled; waiting out a few empty polls covers
+            // brokers that report the end late (high watermarks are not trusted for this).
+            None => idle += 1,
+        }
+        if idle >= 8 {
+            warn!(
+                partition,
+                read = n,
+                high,
+                "Changelog restore stopped waiting for more records."
+            );
+            break;
+        }
+    }
+    Ok((engine, n))
+}
