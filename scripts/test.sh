@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, the engine's purity rule, and every
 # test in the workspace (unit, golden scenarios, property tests, fuzz-corpus replay, schema
-# validation, end-to-end replay of the sample files).
+# validation, end-to-end replay of the sample files, and the Kafka tests over the embedded
+# mock cluster and over a tansu broker this script starts, installing it when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,15 @@ for banned in tokio rdkafka rdkafka-sys futures async-std mio; do
   fi
 done
 echo "ok: $(wc -l <<<"$deps") crates, none of them I/O runtimes"
+
+step "Kafka test broker (tansu on a free loopback port)"
+if [ -z "${VIGIL_TEST_BOOTSTRAP:-}" ]; then
+  tansu_dir=$(mktemp -d)
+  trap 'scripts/tansu.sh stop "$tansu_dir"' EXIT
+  eval "$(scripts/tansu.sh start "$tansu_dir")"
+  export VIGIL_TEST_BOOTSTRAP
+fi
+echo "VIGIL_TEST_BOOTSTRAP=$VIGIL_TEST_BOOTSTRAP"
 
 step "tests"
 cargo test --workspace --locked

@@ -1,0 +1,104 @@
+//! Over librdkafka's embedded mock cluster, in process.
+
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use tokio::sync::oneshot;
+use vigil_kafka::Metrics;
+use vigil_kafka::worker::Shared;
+
+use crate::support::{self, Out};
+
+fn shared_builder(geo: vigil_geo::GeoDb, input: String) -> vigil_kafka::runtime::RunParts {
+    let metrics = Metrics::new();
+    let topics = vigil_kafka::config::OutputTopics::default();
+    let _ = topics;
+    vigil_kafka::runtime::RunParts {
+        build_shared: Box::new(move |producer, metrics, restore_client| Shared {
+            producer,
+            topics: Default::default(),
+            formats: [(input, Default::default())].into_iter().collect(),
+            adapter: vigil_model::adapters::AdapterContext::new(b"mock-test-key"),
+            engine: Default::default(),
+            geo,
+            signer: None,
+            issuer: "https://vigil.test/".into(),
+            audience: "urn:test".into(),
+            metrics,
+            restore_client,
+        }),
+        metrics,
+    }
+}
+
+/// The sample story and poison records through the real runtime on the mock cluster: every
+/// attack is revoked, every poison record is dead-lettered with its reason and source in
+/// headers, and the records after the poison still flow.
+#[test]
+fn detection_and_dead_letters_over_the_mock_cluster() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        let brokers = mock.bootstrap_servers();
+        let input = "vigil.events".to_owned();
+        let topics = vigil_kafka::config::OutputTopics::default();
+        for t in [&input, &topics.changelog, &topics.alerts, &topics.revocations, &topics.dead_letters] {
+            mock.create_topic(t, 3, 1).expect("topic");
+        }
+        let cfg = support::kafka_config(&brokers, &support::unique("g"), &input, &topics);
+        let mut geo = vigil_geo::GeoDb::new(1000);
+        geo.add("test", vigil_testkit::geoip::test_database()).expect("geo");
+        let parts = shared_builder(geo, input.clone());
+        let metrics = parts.metrics.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = tokio::spawn(async move {
+            vigil_kafka::runtime::run(&cfg, parts, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+
+        let (mut records, labels) = support::story(3);
+        let poison: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"u-poison".to_vec(), b"{not json".to_vec()),
+            (b"u-poison".to_vec(), b"\xff\xfe\xfd".to_vec()),
+            (b"u-poison".to_vec(), br#"{"id":"p","time":"2999-01-01T00:00:00Z","kind":"access","session_id":"s","user_id":"u","token":"SECRET-RAW-TOKEN"}"#.to_vec()),
+        ];
+        // Poison first, so everything after it must still flow.
+        records.splice(0..0, poison.clone());
+        support::produce(&brokers, &input, &records).await;
+
+        let expected = support::must_revoke(&labels);
+        let b = brokers.clone();
+        let t = topics.revocations.clone();
+        let revs = tokio::task::spawn_blocking(move || {
+            support::read_until(&b, &t, 3, Duration::from_secs(60), |o| support::revoked_sessions(o).len() >= expected.len())
+        })
+        .await
+        .expect("reader");
+        let b = brokers.clone();
+        let t = topics.dead_letters.clone();
+        let dead: Vec<Out> = tokio::task::spawn_blocking(move || support::read_until(&b, &t, 3, Duration::from_secs(30), |o| o.len() >= 3))
+            .await
+            .expect("reader");
+        let _ = stop.send(());
+        run.await.expect("join").expect("runtime stopped cleanly");
+
+        assert_eq!(support::revoked_sessions(&revs), support::must_revoke(&labels));
+        let reasons: Vec<&str> = dead.iter().map(|d| d.headers["vigil.reason"].as_str()).collect();
+        assert_eq!(reasons, ["malformed_json", "invalid_utf8", "absurd_timestamp"]);
+        for d in &dead {
+            assert_eq!(d.headers["vigil.source.topic"], input);
+            assert!(d.headers.contains_key("vigil.source.offset"));
+            assert!(!d.headers["vigil.detail"].is_empty());
+        }
+        assert_eq!(dead[1].raw, poison[1].1, "the original bytes are kept");
+        assert!(!String::from_utf8_lossy(&dead[2].raw).contains("SECRET-RAW-TOKEN"), "secret fields are redacted");
+        assert_eq!(metrics.rejected_total(), 3);
+        drop(mock);
+    });
+}
