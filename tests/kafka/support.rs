@@ -70,6 +70,8 @@ pub async fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)])
 /// One output record.
 #[derive(Debug, Clone)]
 pub struct Out {
+    /// Key.
+    pub key: Vec<u8>,
     /// Parsed value (`Null` for a tombstone or non-JSON value).
     pub value: Value,
     /// Raw value.
@@ -116,6 +118,7 @@ pub fn read_until(
                 }
             }
             out.push(Out {
+                key: m.key().unwrap_or_default().to_vec(),
                 value: serde_json::from_slice(&raw).unwrap_or(Value::Null),
                 raw,
                 headers,

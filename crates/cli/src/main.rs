@@ -107,6 +107,26 @@ undeliverable output); 2 bad flags or config.")]
         #[arg(long, default_value_t = 3)]
         replication: i32,
     },
+    /// Repartition a topic whose records are not keyed by session or user: read it, find each
+    /// record's id with the input adapters, and write the record unchanged to the input topic
+    /// keyed by that id. Runs until SIGINT/SIGTERM.
+    Rekey {
+        /// Configuration file (TOML) with a [kafka] table (brokers, client settings).
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: PathBuf,
+        /// Topic to read.
+        #[arg(long)]
+        from: String,
+        /// Topic to write (one of the runtime's inputs).
+        #[arg(long)]
+        to: String,
+        /// Key by `user` (recommended: keeps a user's sessions and tokens together) or `session`.
+        #[arg(long, default_value = "user", value_parser = ["user", "session"])]
+        key_by: String,
+        /// Format of the records in --from.
+        #[arg(long, default_value = "auto", value_parser = parse_format)]
+        format: InputFormat,
+    },
     /// Run the whole system on an embedded Kafka (no broker to set up): stream labelled
     /// synthetic IdP traffic with injected attacks, print alerts and revocations as they
     /// happen, and end with attacks caught, false positives and latency.
@@ -280,6 +300,31 @@ fn run(cmd: Command) -> Result<(), Failure> {
             };
             generate::run(&args).map_err(Failure::Runtime)
         }
+        Command::Rekey {
+            config,
+            from,
+            to,
+            key_by,
+            format,
+        } => {
+            let cfg = load(Some(&config))?;
+            let kafka = cfg.kafka.clone().ok_or_else(|| {
+                Failure::Config(anyhow::anyhow!("{} has no [kafka] table", config.display()))
+            })?;
+            let key = setup::token_key(&cfg, true).map_err(Failure::Config)?;
+            let job = vigil_kafka::rekey::Rekey {
+                group: format!("{}-rekey", kafka.group_id),
+                from,
+                to,
+                format,
+                key_by: if key_by == "session" {
+                    vigil_kafka::rekey::KeyBy::Session
+                } else {
+                    vigil_kafka::rekey::KeyBy::User
+                },
+            };
+            rekey(&cfg, &kafka, &job, &key).map_err(Failure::Runtime)
+        }
         Command::CheckConfig { file } => {
             let cfg = load(Some(&file))?;
             let summary = check(&cfg, &[]).map_err(Failure::Config)?;
@@ -287,6 +332,30 @@ fn run(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn rekey(
+    cfg: &VigilConfig,
+    kafka: &vigil_kafka::KafkaConfig,
+    job: &vigil_kafka::rekey::Rekey,
+    key: &[u8],
+) -> anyhow::Result<()> {
+    let base = vigil_kafka::runtime::client_config(kafka)?;
+    let adapter = setup::adapter(cfg, key);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let n = rt.block_on(vigil_kafka::rekey::run(
+        &base,
+        job,
+        &adapter,
+        run::shutdown_signal(),
+    ))?;
+    eprintln!(
+        "vigil rekey: forwarded {n} records from {} to {}",
+        job.from, job.to
+    );
+    Ok(())
 }
 
 fn create_topics(

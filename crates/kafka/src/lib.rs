@@ -15,6 +15,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod metrics;
+pub mod rekey;
 pub mod runtime;
 pub mod topics;
 pub mod worker;
