@@ -383,6 +383,12 @@ fn check(cfg: &VigilConfig, extra_geoip: &[PathBuf]) -> anyhow::Result<String> {
     for db in cfg.geoip.databases.iter().chain(extra_geoip) {
         geo.open(db)?;
     }
+    if let Some(k) = &cfg.kafka {
+        vigil_kafka::runtime::client_config(k)?;
+        if k.inputs.is_empty() {
+            anyhow::bail!("kafka.inputs is empty: name at least one input topic");
+        }
+    }
     if let Some(p) = &cfg.output.signing_key_file {
         let pem = std::fs::read_to_string(p)
             .map_err(|e| anyhow::anyhow!("cannot read signing key {}: {e}", p.display()))?;

@@ -1,0 +1,15 @@
+# Vigil: build in a Rust image, run in a small Debian image.
+FROM rust:1.88-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config perl make \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p vigil && strip target/release/vigil
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 vigil
+COPY --from=build /src/target/release/vigil /usr/local/bin/vigil
+USER vigil
+ENTRYPOINT ["vigil"]
+CMD ["--help"]
