@@ -80,12 +80,24 @@ pub struct Out {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Reads every partition of `topic` from the beginning until `done` is satisfied by what was
-/// read, or `timeout` passes; returns what was read.
+/// Reads every partition of `topic` from the beginning, as a read_committed consumer, until
+/// `done` is satisfied by what was read, or `timeout` passes; returns what was read.
 pub fn read_until(
     brokers: &str,
     topic: &str,
     partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&[Out]) -> bool,
+) -> Vec<Out> {
+    read_until_isolated(brokers, topic, partitions, "read_committed", timeout, done)
+}
+
+/// [`read_until`] with a chosen `isolation.level`.
+pub fn read_until_isolated(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
     timeout: Duration,
     done: impl Fn(&[Out]) -> bool,
 ) -> Vec<Out> {
@@ -94,7 +106,7 @@ pub fn read_until(
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .expect("reader");
     let mut tpl = TopicPartitionList::new();
@@ -315,6 +327,8 @@ pub fn kafka_config(
         delivery: vigil_kafka::Delivery::AtLeastOnce,
         commit_interval: Duration::from_millis(200),
         session_timeout: Duration::from_secs(6),
+        transactional_id: None,
+        transaction_timeout: Duration::from_secs(10),
         partition_queue: 1024,
         client: BTreeMap::new(),
         client_secrets: BTreeMap::new(),

@@ -91,6 +91,8 @@ async fn demo(args: &DemoArgs) -> Result<()> {
         delivery: Delivery::AtLeastOnce,
         commit_interval: Duration::from_millis(200),
         session_timeout: Duration::from_secs(6),
+        transactional_id: None,
+        transaction_timeout: Duration::from_secs(10),
         partition_queue: 4096,
         client: BTreeMap::new(),
         client_secrets: BTreeMap::new(),

@@ -23,6 +23,8 @@ const MAX_PLACES: usize = 4;
 const MAX_NETWORKS: usize = 16;
 /// Most baseline scopes remembered per session.
 const MAX_SCOPES: usize = 64;
+/// Source record ids remembered per session for duplicate detection.
+const RECENT_IDS: usize = 8;
 /// How often (in event time) expired entries are swept.
 const SWEEP_EVERY_MS: i64 = 60_000;
 
@@ -60,6 +62,8 @@ pub struct EngineStats {
     pub revocations: u64,
     /// Events rejected as later than the out-of-order grace.
     pub late_events: u64,
+    /// Events skipped because the session had just processed the same source record.
+    pub duplicates: u64,
 }
 
 /// The detection engine for one partition. Pure: time comes only from events (or the `now`
@@ -180,6 +184,13 @@ impl Engine {
         self.watermark = self.watermark.max(ev.time_ms);
         if self.watermark >= self.next_sweep {
             self.sweep(self.watermark);
+        }
+        let id_hash = hash_str(&ev.source_id);
+        if let Some(s) = self.sessions.get(ev.session_id.as_str())
+            && s.recent_ids.contains(&id_hash)
+        {
+            self.stats.duplicates += 1;
+            return Ok(());
         }
         self.stats.events += 1;
         let obs = self.observe_event(ev);
@@ -344,6 +355,10 @@ impl Engine {
             return;
         };
         s.events = s.events.saturating_add(1);
+        if s.recent_ids.len() >= RECENT_IDS {
+            s.recent_ids.remove(0);
+        }
+        s.recent_ids.push(hash_str(&ev.source_id));
         s.last_seen = s.last_seen.max(ev.time_ms);
         s.rate.record(ev.time_ms);
         if ev.kind.ends_session() {

@@ -91,6 +91,10 @@ pub struct SessionState {
     pub recent_findings: Vec<(i64, u8)>,
     /// The endpoint of the previous event, shown as "before" in alerts.
     pub last_endpoint: Endpoint,
+    /// Hashes of the latest source record ids, oldest first: a record delivered again (Kafka
+    /// redelivers the uncommitted tail after a crash or rebalance) is recognised and skipped.
+    #[serde(default)]
+    pub recent_ids: Vec<u64>,
 }
 
 impl SessionState {
@@ -119,6 +123,7 @@ impl SessionState {
             revoked: false,
             recent_findings: Vec::new(),
             last_endpoint: Endpoint::default(),
+            recent_ids: Vec::new(),
         }
     }
 

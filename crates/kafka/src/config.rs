@@ -33,6 +33,14 @@ pub struct KafkaConfig {
     /// How often outputs are flushed and offsets committed (or transactions committed).
     #[serde(default = "default_commit_interval", with = "duration")]
     pub commit_interval: Duration,
+    /// Transactional id of this instance's producer (exactly-once). Defaults to
+    /// `<group_id>-<group_instance_id>` when static membership is set, which lets a restarted
+    /// instance fence its predecessor at once.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// How long the broker waits before aborting an open transaction of a dead producer.
+    #[serde(default = "default_transaction_timeout", with = "duration")]
+    pub transaction_timeout: Duration,
     /// Consumer group session timeout; a dead instance's partitions move after this long.
     #[serde(default = "default_session_timeout", with = "duration")]
     pub session_timeout: Duration,
@@ -114,6 +122,9 @@ fn default_group() -> String {
 }
 fn default_commit_interval() -> Duration {
     Duration::from_millis(500)
+}
+fn default_transaction_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_session_timeout() -> Duration {
     Duration::from_secs(10)

@@ -23,16 +23,14 @@ pub enum Delivery {
 impl Delivery {
     /// Producer settings for the mode.
     pub fn producer_settings(self) -> Vec<(&'static str, &'static str)> {
-        let mut s = vec![
+        // Exactly-once adds `transactional.id` and `transaction.timeout.ms` from the config.
+        let _ = self;
+        vec![
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("message.timeout.ms", "0"),
             ("linger.ms", "2"),
-        ];
-        if self == Self::ExactlyOnce {
-            s.push(("transaction.timeout.ms", "60000"));
-        }
-        s
+        ]
     }
 
     /// Name as in the configuration file.

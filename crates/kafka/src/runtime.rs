@@ -63,13 +63,6 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, RuntimeError> {
     Ok(c)
 }
 
-/// How long the main loop waits on the consumer before polling it again. librdkafka wakes
-/// the consumer task when its queue becomes non-empty; a wakeup can be missed when a
-/// non-message event (such as a commit result) is already queued, so the loop re-polls
-/// rather than trusting the wakeup alone (measured: without it, records waited 0.2-0.5 s
-/// behind each commit).
-const RECV_REPOLL: Duration = Duration::from_millis(5);
-
 /// Settings Vigil's guarantees depend on; `kafka.client` may not override them.
 const PROTECTED: [&str; 8] = [
     "enable.auto.commit",
@@ -84,6 +77,9 @@ const PROTECTED: [&str; 8] = [
 
 struct VigilContext {
     workers: Workers,
+    delivery: Delivery,
+    producer: FutureProducer,
+    fatal_tx: mpsc::UnboundedSender<RuntimeError>,
     generation: Arc<AtomicU64>,
     shared: Arc<Shared>,
     ready_tx: mpsc::UnboundedSender<i32>,
@@ -131,27 +127,37 @@ impl ConsumerContext for VigilContext {
             return;
         }
         info!(partitions = ?partitions, "Partitions revoked; flushing and committing before letting go.");
+        // Exactly-once: every task's output is in the one open transaction, so all of them
+        // reach the barrier and the transaction commits with the revoked partitions' offsets.
+        let senders: Vec<mpsc::Sender<Command>> = match self.delivery {
+            Delivery::AtLeastOnce => taken.iter().map(|(_, w)| w.tx.clone()).collect(),
+            Delivery::ExactlyOnce => {
+                let w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                taken
+                    .iter()
+                    .map(|(_, x)| x.tx.clone())
+                    .chain(w.values().map(|x| x.tx.clone()))
+                    .collect()
+            }
+        };
         // The callback runs inside the consumer's poll on a runtime thread: step out of the
         // async context to wait for the tasks (which run on other threads).
-        let reports = tokio::task::block_in_place(|| {
-            self.handle
-                .block_on(async { flush_all(taken.iter().map(|(_, w)| w)).await })
+        let hold = self.delivery == Delivery::ExactlyOnce;
+        let result = tokio::task::block_in_place(|| {
+            let barrier = self.handle.block_on(flush_tasks(&senders, hold))?;
+            make_durable(
+                base,
+                self.delivery,
+                &self.producer,
+                barrier,
+                &self.metrics,
+                CommitMode::Sync,
+            )
         });
-        match reports {
-            Ok(reports) => {
-                let commit = offsets_tpl(&reports);
-                if commit.count() > 0 {
-                    match base.commit(&commit, CommitMode::Sync) {
-                        Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
-                        Err(e) => {
-                            self.metrics.commits.with_label_values(&["error"]).inc();
-                            warn!(error = %e, "Commit on revoke failed; the new owner will reprocess from the last commit.");
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                error!(error = %e, "Flush on revoke failed; the new owner will reprocess from the last commit.")
+        if let Err(e) = result {
+            error!(error = %e, "Flush and commit on revoke failed; the new owner will reprocess from the last commit.");
+            if self.delivery == Delivery::ExactlyOnce {
+                let _ = self.fatal_tx.send(e);
             }
         }
         self.metrics
@@ -179,8 +185,13 @@ impl ConsumerContext for VigilContext {
                         let _ = self.ready_tx.send(*p);
                         continue;
                     }
-                    match worker::spawn(*p, self.shared.clone(), self.queue, self.ready_tx.clone())
-                    {
+                    match worker::spawn(
+                        *p,
+                        self.shared.clone(),
+                        self.queue,
+                        self.ready_tx.clone(),
+                        self.fatal_tx.clone(),
+                    ) {
                         Ok(task) => {
                             w.insert(*p, task);
                             self.metrics.assigned.fetch_add(1, Ordering::SeqCst);
@@ -200,14 +211,31 @@ impl ConsumerContext for VigilContext {
     }
 }
 
-async fn flush_all<'a>(
-    workers: impl Iterator<Item = &'a Worker>,
-) -> Result<Vec<FlushReport>, RuntimeError> {
+/// The tasks' reports, and (exactly-once) the holds that keep them waiting until the
+/// transaction is committed.
+struct Barrier {
+    reports: Vec<FlushReport>,
+    holds: Vec<oneshot::Sender<()>>,
+}
+
+/// Asks every task to flush and waits for all reports.
+async fn flush_tasks(
+    senders: &[mpsc::Sender<Command>],
+    hold: bool,
+) -> Result<Barrier, RuntimeError> {
     let mut waits = Vec::new();
-    for w in workers {
-        let (tx, rx) = oneshot::channel();
-        if w.tx.send(Command::Flush(tx)).await.is_ok() {
+    let mut holds = Vec::new();
+    for tx in senders {
+        let (ack, rx) = oneshot::channel();
+        let (h, hold_rx) = if hold {
+            let (a, b) = oneshot::channel();
+            (Some(a), Some(b))
+        } else {
+            (None, None)
+        };
+        if tx.send(Command::Flush { ack, hold: hold_rx }).await.is_ok() {
             waits.push(rx);
+            holds.extend(h);
         }
     }
     let mut reports = Vec::new();
@@ -218,8 +246,66 @@ async fn flush_all<'a>(
             Err(_) => warn!("A partition task ended before its flush completed."),
         }
     }
-    Ok(reports)
+    Ok(Barrier { reports, holds })
 }
+
+/// Commits what the flushed tasks reported: offsets (at-least-once), or offsets and outputs
+/// in the open transaction, which is then committed and a new one begun (exactly-once).
+/// Blocking; releases the barrier's holds when done.
+fn make_durable<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    delivery: Delivery,
+    producer: &FutureProducer,
+    barrier: Barrier,
+    metrics: &Metrics,
+    mode: CommitMode,
+) -> Result<(), RuntimeError> {
+    use rdkafka::producer::Producer;
+    let tpl = offsets_tpl(&barrier.reports);
+    let kafka = |context: &str, source| RuntimeError::Kafka {
+        context: context.into(),
+        source,
+    };
+    let result = match delivery {
+        Delivery::AtLeastOnce if tpl.count() == 0 => Ok(()),
+        Delivery::AtLeastOnce => match consumer.commit(&tpl, mode) {
+            Ok(()) => Ok(()),
+            Err(e) if classify(&e) == RetryHint::Retry => {
+                warn!(error = %e, "Offset commit failed; will retry at the next tick.");
+                metrics.commits.with_label_values(&["error"]).inc();
+                return Ok(());
+            }
+            Err(e) => Err(kafka("offset commit failed", e)),
+        },
+        Delivery::ExactlyOnce => (|| {
+            if tpl.count() > 0 {
+                let group = consumer.group_metadata().ok_or_else(|| {
+                    RuntimeError::Config(
+                        "the consumer has no group metadata for the transaction".into(),
+                    )
+                })?;
+                producer
+                    .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+                    .map_err(|e| kafka("adding offsets to the transaction failed", e))?;
+            }
+            producer
+                .commit_transaction(TXN_TIMEOUT)
+                .map_err(|e| kafka("transaction commit failed", e))?;
+            producer
+                .begin_transaction()
+                .map_err(|e| kafka("cannot begin a transaction", e))
+        })(),
+    };
+    metrics
+        .commits
+        .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+        .inc();
+    drop(barrier.holds);
+    result
+}
+
+/// Longest wait for a transactional call.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn offsets_tpl(reports: &[FlushReport]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
@@ -246,12 +332,6 @@ pub async fn run(
     parts: RunParts,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RuntimeError> {
-    if cfg.delivery == Delivery::ExactlyOnce {
-        return Err(RuntimeError::Config(
-            "delivery = \"exactly-once\" is not available yet in this build; use \"at-least-once\""
-                .into(),
-        ));
-    }
     if cfg.inputs.is_empty() {
         return Err(RuntimeError::Config(
             "kafka.inputs is empty: name at least one input topic".into(),
@@ -264,10 +344,31 @@ pub async fn run(
     for (k, v) in cfg.delivery.producer_settings() {
         pc.set(k, v);
     }
+    if cfg.delivery == Delivery::ExactlyOnce {
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms: an outage longer
+        // than the transaction timeout fails the transaction and stops the process, and the
+        // restarted instance resumes from the last committed transaction.
+        let t = cfg.transaction_timeout.as_millis().to_string();
+        pc.set("transactional.id", transactional_id(cfg))
+            .set("transaction.timeout.ms", &t)
+            .set("message.timeout.ms", &t);
+    }
     let producer: FutureProducer = pc.create().map_err(|e| RuntimeError::Kafka {
         context: "cannot create the producer".into(),
         source: e,
     })?;
+    if cfg.delivery == Delivery::ExactlyOnce {
+        use rdkafka::producer::Producer;
+        let p = producer.clone();
+        tokio::task::block_in_place(|| {
+            p.init_transactions(TXN_TIMEOUT)?;
+            p.begin_transaction()
+        })
+        .map_err(|e| RuntimeError::Kafka {
+            context: "cannot start transactions".into(),
+            source: e,
+        })?;
+    }
 
     let mut restore = base.clone();
     restore
@@ -284,11 +385,15 @@ pub async fn run(
     ));
 
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
     let workers: Workers = Arc::default();
     let generation = Arc::new(AtomicU64::new(0));
     let input_topics: Vec<String> = cfg.inputs.iter().map(|i| i.topic.clone()).collect();
     let ctx = VigilContext {
         workers: workers.clone(),
+        delivery: cfg.delivery,
+        producer: producer.clone(),
+        fatal_tx,
         generation: generation.clone(),
         shared: shared.clone(),
         ready_tx,
@@ -340,6 +445,8 @@ pub async fn run(
 
     let mut tick = tokio::time::interval(cfg.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; there is nothing to commit yet.
+    tick.tick().await;
     let mut cache: BTreeMap<i32, mpsc::Sender<Command>> = BTreeMap::new();
     let mut cache_gen = u64::MAX;
     let mut topic_names: BTreeMap<String, Arc<str>> = BTreeMap::new();
@@ -353,12 +460,12 @@ pub async fn run(
                 metrics.ready.store(metrics.restoring.get() == 0, Ordering::SeqCst);
             }
             _ = tick.tick() => {
-                if let Err(e) = commit(&consumer, &workers, &metrics).await {
+                if let Err(e) = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await {
                     break Err(e);
                 }
             }
-            msg = tokio::time::timeout(RECV_REPOLL, consumer.recv()) => {
-                let Ok(msg) = msg else { continue };
+            Some(e) = fatal_rx.recv() => break Err(e),
+            msg = consumer.recv() => {
                 let m = match msg {
                     Ok(m) => m,
                     Err(e) => match classify(&e) {
@@ -397,7 +504,7 @@ pub async fn run(
         }
     };
     info!("Stopping: flushing partition tasks and committing offsets.");
-    let final_commit = commit(&consumer, &workers, &metrics).await;
+    let final_commit = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await;
     consumer.unsubscribe();
     workers.lock().unwrap_or_else(|e| e.into_inner()).clear();
     producer_flush(&producer);
@@ -407,35 +514,47 @@ pub async fn run(
 async fn commit(
     consumer: &StreamConsumer<VigilContext>,
     workers: &Workers,
+    delivery: Delivery,
+    producer: &FutureProducer,
     metrics: &Metrics,
 ) -> Result<(), RuntimeError> {
-    let senders: Vec<Worker> = {
+    let senders: Vec<mpsc::Sender<Command>> = {
         let w = workers.lock().unwrap_or_else(|e| e.into_inner());
-        w.values().map(|x| Worker { tx: x.tx.clone() }).collect()
+        w.values().map(|x| x.tx.clone()).collect()
     };
-    let reports = flush_all(senders.iter()).await?;
-    let tpl = offsets_tpl(&reports);
-    if tpl.count() == 0 {
+    let barrier = flush_tasks(&senders, delivery == Delivery::ExactlyOnce).await?;
+    if delivery == Delivery::AtLeastOnce && barrier.reports.iter().all(|r| r.offsets.is_empty()) {
         return Ok(());
     }
-    match consumer.commit(&tpl, CommitMode::Async) {
-        Ok(()) => {
-            metrics.commits.with_label_values(&["ok"]).inc();
-            Ok(())
-        }
-        Err(e) => {
-            metrics.commits.with_label_values(&["error"]).inc();
-            match classify(&e) {
-                RetryHint::Fatal => Err(RuntimeError::Kafka {
-                    context: "offset commit failed".into(),
-                    source: e,
-                }),
-                RetryHint::Retry => {
-                    warn!(error = %e, "Offset commit failed; will retry at the next tick.");
-                    Ok(())
-                }
-            }
-        }
+    tokio::task::block_in_place(|| {
+        make_durable(
+            consumer,
+            delivery,
+            producer,
+            barrier,
+            metrics,
+            CommitMode::Async,
+        )
+    })
+}
+
+/// The producer's transactional id: configured, else derived from the static member id,
+/// else unique to this process (a restart then cannot fence its predecessor, whose open
+/// transaction the broker aborts after `transaction_timeout`).
+fn transactional_id(cfg: &KafkaConfig) -> String {
+    if let Some(t) = &cfg.transactional_id {
+        return t.clone();
+    }
+    match &cfg.group_instance_id {
+        Some(i) => format!("{}-{i}", cfg.group_id),
+        None => format!(
+            "{}-{}-{}",
+            cfg.group_id,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ),
     }
 }
 

@@ -81,7 +81,14 @@ pub enum Command {
     /// Process a record.
     Record(Incoming),
     /// Write the changelog, wait until every output is acknowledged, then report offsets.
-    Flush(oneshot::Sender<Result<FlushReport, RuntimeError>>),
+    /// With a hold, process nothing more until the hold is released (or dropped): the
+    /// exactly-once barrier, so no record lands in a transaction its offset is not part of.
+    Flush {
+        /// Where the report goes.
+        ack: oneshot::Sender<Result<FlushReport, RuntimeError>>,
+        /// Released when the transaction is committed.
+        hold: Option<oneshot::Receiver<()>>,
+    },
 }
 
 /// A running partition task's handle.
@@ -110,6 +117,7 @@ pub fn spawn(
     shared: Arc<Shared>,
     queue: usize,
     ready: mpsc::UnboundedSender<i32>,
+    fatal: mpsc::UnboundedSender<RuntimeError>,
 ) -> Result<Worker, RuntimeError> {
     let mut engine =
         Engine::new(&shared.engine).map_err(|e| RuntimeError::Config(e.to_string()))?;
@@ -130,13 +138,18 @@ pub fn spawn(
             evictions_seen: Default::default(),
             shared,
         };
-        task.run(rx, ready).await;
+        task.run(rx, ready, fatal).await;
     });
     Ok(Worker { tx })
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, ready: mpsc::UnboundedSender<i32>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        ready: mpsc::UnboundedSender<i32>,
+        fatal: mpsc::UnboundedSender<RuntimeError>,
+    ) {
         self.shared.metrics.restoring.inc();
         let started = std::time::Instant::now();
         let shared = self.shared.clone();
@@ -176,12 +189,20 @@ impl Task {
                 Command::Record(r) => {
                     if let Err(e) = self.handle(r).await {
                         warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                        let _ = fatal.send(e);
                         return;
                     }
                 }
-                Command::Flush(ack) => {
+                Command::Flush { ack, hold } => {
                     let res = self.flush().await;
+                    let failed = res.is_err();
                     let _ = ack.send(res);
+                    if failed {
+                        return;
+                    }
+                    if let Some(h) = hold {
+                        let _ = h.await;
+                    }
                 }
             }
         }

@@ -106,7 +106,9 @@ impl ConcurrentUse {
             return;
         };
         let Some(last) = s.last_place else { return };
-        if !self.distinct(ctx, &last, &place) {
+        // An event older than the last sighting (out of order, or redelivered) cannot be a
+        // return: interleaving is judged in event-time order only.
+        if ctx.ev.time_ms < last.last_seen || !self.distinct(ctx, &last, &place) {
             return;
         }
         let now = ctx.ev.time_ms;
