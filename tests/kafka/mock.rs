@@ -32,6 +32,56 @@ fn shared_builder(geo: vigil_geo::GeoDb, input: String) -> vigil_kafka::runtime:
     }
 }
 
+/// A runtime on a fresh mock cluster.
+struct Running {
+    mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: String,
+    input: String,
+    topics: vigil_kafka::config::OutputTopics,
+    metrics: Metrics,
+    stop: oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<(), vigil_kafka::error::RuntimeError>>,
+}
+
+/// Starts a mock cluster with the runtime's topics (`partitions` each) and the runtime on it.
+fn start(partitions: i32) -> Running {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let input = "vigil.events".to_owned();
+    let topics = vigil_kafka::config::OutputTopics::default();
+    for t in [
+        &input,
+        &topics.changelog,
+        &topics.alerts,
+        &topics.revocations,
+        &topics.dead_letters,
+    ] {
+        mock.create_topic(t, partitions, 1).expect("topic");
+    }
+    let cfg = support::kafka_config(&brokers, &support::unique("g"), &input, &topics);
+    let mut geo = vigil_geo::GeoDb::new(1000);
+    geo.add("test", vigil_testkit::geoip::test_database())
+        .expect("geo");
+    let parts = shared_builder(geo, input.clone());
+    let metrics = parts.metrics.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        vigil_kafka::runtime::run(&cfg, parts, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    Running {
+        mock,
+        brokers,
+        input,
+        topics,
+        metrics,
+        stop,
+        run,
+    }
+}
+
 /// The sample story and poison records through the real runtime on the mock cluster: every
 /// attack is revoked, every poison record is dead-lettered with its reason and source in
 /// headers, and the records after the poison still flow.
@@ -43,25 +93,7 @@ fn detection_and_dead_letters_over_the_mock_cluster() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mock = MockCluster::new(1).expect("mock cluster");
-        let brokers = mock.bootstrap_servers();
-        let input = "vigil.events".to_owned();
-        let topics = vigil_kafka::config::OutputTopics::default();
-        for t in [&input, &topics.changelog, &topics.alerts, &topics.revocations, &topics.dead_letters] {
-            mock.create_topic(t, 3, 1).expect("topic");
-        }
-        let cfg = support::kafka_config(&brokers, &support::unique("g"), &input, &topics);
-        let mut geo = vigil_geo::GeoDb::new(1000);
-        geo.add("test", vigil_testkit::geoip::test_database()).expect("geo");
-        let parts = shared_builder(geo, input.clone());
-        let metrics = parts.metrics.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = tokio::spawn(async move {
-            vigil_kafka::runtime::run(&cfg, parts, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let Running { mock, brokers, input, topics, metrics, stop, run } = start(3);
 
         let (mut records, labels) = support::story(3);
         let poison: Vec<(Vec<u8>, Vec<u8>)> = vec![
@@ -114,32 +146,15 @@ fn broker_outage_is_survived_without_loss() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mock = MockCluster::new(1).expect("mock cluster");
-        let brokers = mock.bootstrap_servers();
-        let input = "vigil.events".to_owned();
-        let topics = vigil_kafka::config::OutputTopics::default();
-        for t in [
-            &input,
-            &topics.changelog,
-            &topics.alerts,
-            &topics.revocations,
-            &topics.dead_letters,
-        ] {
-            mock.create_topic(t, 2, 1).expect("topic");
-        }
-        let cfg = support::kafka_config(&brokers, &support::unique("g"), &input, &topics);
-        let mut geo = vigil_geo::GeoDb::new(1000);
-        geo.add("test", vigil_testkit::geoip::test_database())
-            .expect("geo");
-        let parts = shared_builder(geo, input.clone());
-        let metrics = parts.metrics.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = tokio::spawn(async move {
-            vigil_kafka::runtime::run(&cfg, parts, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let Running {
+            mock,
+            brokers,
+            input,
+            topics,
+            metrics,
+            stop,
+            run,
+        } = start(2);
         while !metrics.ready.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

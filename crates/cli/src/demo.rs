@@ -51,14 +51,7 @@ struct Seen {
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(2),
-        )
-        .enable_all()
-        .build()?;
+    let rt = setup::runtime()?;
     rt.block_on(demo(args))
 }
 

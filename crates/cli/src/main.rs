@@ -342,9 +342,7 @@ fn rekey(
 ) -> anyhow::Result<()> {
     let base = vigil_kafka::runtime::client_config(kafka)?;
     let adapter = setup::adapter(cfg, key);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = setup::runtime()?;
     let n = rt.block_on(vigil_kafka::rekey::run(
         &base,
         job,

@@ -19,15 +19,7 @@ pub fn run(cfg: &VigilConfig, metrics_addr: SocketAddr, allow_dev_key: bool) -> 
     let geo = setup::geo(cfg, &[])?;
     let metrics = Metrics::new();
     let parts = setup::run_parts(cfg, &key, geo, metrics.clone())?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(2),
-        )
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = setup::runtime().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let bound = vigil_kafka::metrics::serve(metrics_addr, metrics)
             .await

@@ -14,6 +14,19 @@ use vigil_model::jws::SetSigner;
 
 use crate::config::{DEV_TOKEN_HASH_KEY, VigilConfig};
 
+/// The async runtime for the Kafka commands: multi-threaded (the rebalance callbacks step out
+/// of it to wait for partition tasks), at least two workers.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2),
+        )
+        .enable_all()
+        .build()
+}
+
 /// The token-hash key; the development key (with a warning) when none is configured and
 /// `allow_dev` is set, else an error.
 pub fn token_key(cfg: &VigilConfig, allow_dev: bool) -> Result<Vec<u8>> {

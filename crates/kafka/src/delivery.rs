@@ -41,3 +41,24 @@ impl Delivery {
         }
     }
 }
+
+/// Waits until every delivery is acknowledged; the first failure is returned with its topic.
+/// With `message.timeout.ms=0` failures are permanent ones (authorization, record too large),
+/// so nothing after them may be committed.
+pub async fn acknowledged<S: AsRef<str>>(
+    pending: impl IntoIterator<Item = (S, rdkafka::producer::DeliveryFuture)>,
+) -> Result<(), crate::error::RuntimeError> {
+    use crate::error::RuntimeError;
+    for (topic, f) in pending {
+        let source = match f.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((e, _))) => e,
+            Err(_) => rdkafka::error::KafkaError::Canceled,
+        };
+        return Err(RuntimeError::Delivery {
+            topic: topic.as_ref().into(),
+            source,
+        });
+    }
+    Ok(())
+}

@@ -90,7 +90,7 @@ pub async fn run(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            _ = flush.tick() => commit(&consumer, from, &mut pending, &mut offsets).await?,
+            _ = flush.tick() => commit(&consumer, from, to, &mut pending, &mut offsets).await?,
             msg = consumer.recv() => {
                 let m = msg.map_err(kafka("rekey consumer failed"))?;
                 let payload = m.payload().unwrap_or_default();
@@ -110,12 +110,12 @@ pub async fn run(
                 offsets.insert(m.partition(), m.offset() + 1);
                 forwarded += 1;
                 if pending.len() >= 10_000 {
-                    commit(&consumer, from, &mut pending, &mut offsets).await?;
+                    commit(&consumer, from, to, &mut pending, &mut offsets).await?;
                 }
             }
         }
     }
-    commit(&consumer, from, &mut pending, &mut offsets).await?;
+    commit(&consumer, from, to, &mut pending, &mut offsets).await?;
     info!(forwarded, from, to, "Rekey stopped.");
     Ok(forwarded)
 }
@@ -123,26 +123,11 @@ pub async fn run(
 async fn commit(
     consumer: &StreamConsumer,
     topic: &str,
+    to: &str,
     pending: &mut Vec<rdkafka::producer::DeliveryFuture>,
     offsets: &mut BTreeMap<i32, i64>,
 ) -> Result<(), RuntimeError> {
-    for f in pending.drain(..) {
-        match f.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => {
-                return Err(RuntimeError::Delivery {
-                    topic: topic.into(),
-                    source: e,
-                });
-            }
-            Err(_) => {
-                return Err(RuntimeError::Delivery {
-                    topic: topic.into(),
-                    source: rdkafka::error::KafkaError::Canceled,
-                });
-            }
-        }
-    }
+    crate::delivery::acknowledged(pending.drain(..).map(|f| (to, f))).await?;
     if offsets.is_empty() {
         return Ok(());
     }

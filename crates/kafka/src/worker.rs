@@ -257,7 +257,7 @@ impl Task {
             self.send(
                 topic,
                 a.subject.session_id.as_bytes(),
-                body.as_bytes(),
+                Some(body.as_bytes()),
                 None,
                 None,
             )
@@ -283,7 +283,7 @@ impl Task {
             self.send(
                 topic,
                 rv.subject.session_id.as_bytes(),
-                body.as_bytes(),
+                Some(body.as_bytes()),
                 Some(headers),
                 None,
             )
@@ -351,20 +351,24 @@ impl Task {
             });
         let key = r.key.clone().unwrap_or_default();
         let topic = leak(&self.shared.topics.dead_letters);
-        self.send(topic, &key, &body, Some(headers), None).await
+        self.send(topic, &key, Some(&body), Some(headers), None)
+            .await
     }
 
-    /// Produces one record, waiting while the producer queue is full.
+    /// Produces one record (no payload: a tombstone), waiting while the producer queue is full.
     async fn send(
         &mut self,
         topic: &'static str,
         key: &[u8],
-        payload: &[u8],
+        payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         partition: Option<i32>,
     ) -> Result<(), RuntimeError> {
         loop {
-            let mut rec = FutureRecord::to(topic).key(key).payload(payload);
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+            if let Some(p) = payload {
+                rec = rec.payload(p);
+            }
             if let Some(h) = headers.clone() {
                 rec = rec.headers(h);
             }
@@ -397,30 +401,17 @@ impl Task {
             let key = k.encode();
             match v {
                 Some(v) => {
-                    self.send(topic, &key, &v.encode(), None, Some(self.partition))
+                    self.send(topic, &key, Some(&v.encode()), None, Some(self.partition))
                         .await?
                 }
-                None => self.send_tombstone(topic, &key).await?,
+                None => {
+                    self.send(topic, &key, None, None, Some(self.partition))
+                        .await?
+                }
             }
         }
         self.changes = changes;
-        for (topic, f) in self.pending.drain(..) {
-            match f.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    return Err(RuntimeError::Delivery {
-                        topic: topic.into(),
-                        source: e,
-                    });
-                }
-                Err(_) => {
-                    return Err(RuntimeError::Delivery {
-                        topic: topic.into(),
-                        source: KafkaError::Canceled,
-                    });
-                }
-            }
-        }
+        crate::delivery::acknowledged(self.pending.drain(..)).await?;
         self.publish_stats();
         Ok(FlushReport {
             partition: self.partition,
@@ -430,32 +421,6 @@ impl Task {
                 .map(|(t, o)| (t.clone(), *o))
                 .collect(),
         })
-    }
-
-    async fn send_tombstone(
-        &mut self,
-        topic: &'static str,
-        key: &[u8],
-    ) -> Result<(), RuntimeError> {
-        loop {
-            let rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).key(key).partition(self.partition);
-            match self.shared.producer.send_result(rec) {
-                Ok(f) => {
-                    self.pending.push((topic, f));
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => {
-                    return Err(RuntimeError::Delivery {
-                        topic: topic.into(),
-                        source: e,
-                    });
-                }
-            }
-        }
     }
 
     fn publish_stats(&mut self) {
