@@ -25,6 +25,8 @@ pub struct GenArgs {
     pub topic: String,
     /// Spacing of copies in event time, ms.
     pub spacing_ms: i64,
+    /// Records per second to offer a broker (0: as fast as it takes them).
+    pub rate: u32,
 }
 
 /// Parses a format name for `--format` (`mixed` means all four).
@@ -55,7 +57,14 @@ pub fn run(args: &GenArgs) -> Result<()> {
             .set("linger.ms", "5")
             .set("enable.idempotence", "true")
             .create()?;
-        for r in &records {
+        let started = std::time::Instant::now();
+        for (i, r) in records.iter().enumerate() {
+            if args.rate > 0 {
+                let due = Duration::from_secs_f64(i as f64 / f64::from(args.rate));
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
             let mut rec = FutureRecord::to(&args.topic)
                 .key(r.user_id.as_bytes())
                 .payload(r.line.as_bytes());

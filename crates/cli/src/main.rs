@@ -167,6 +167,9 @@ undeliverable output); 2 bad flags or config.")]
         /// Event-time spacing between copies, in ms.
         #[arg(long, default_value_t = 60_000)]
         spacing_ms: i64,
+        /// Records per second offered to --brokers (0: as fast as the broker takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
 }
 
@@ -286,6 +289,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
             brokers,
             topic,
             spacing_ms,
+            rate,
         } => {
             let formats = generate::parse_formats(&format)
                 .map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
@@ -297,6 +301,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
                 brokers,
                 topic,
                 spacing_ms,
+                rate,
             };
             generate::run(&args).map_err(Failure::Runtime)
         }

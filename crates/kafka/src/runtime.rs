@@ -615,3 +615,58 @@ fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeErr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretSource;
+
+    fn cfg() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            group_id: "g".into(),
+            group_instance_id: None,
+            inputs: vec![],
+            topics: Default::default(),
+            delivery: Delivery::AtLeastOnce,
+            commit_interval: Duration::from_millis(500),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+            partition_queue: 16,
+            client: BTreeMap::new(),
+            client_secrets: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_guarantees_cannot_be_overridden() {
+        let dir = std::env::temp_dir().join(format!("vigil-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("pw");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let mut c = cfg();
+        c.client
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        c.client_secrets
+            .insert("sasl.password".into(), SecretSource::File(file.clone()));
+        let built = client_config(&c).expect("valid");
+        assert_eq!(built.get("sasl.password"), Some("s3cret"));
+        assert_eq!(built.get("security.protocol"), Some("SASL_SSL"));
+
+        c.client_secrets.insert(
+            "sasl.password".into(),
+            SecretSource::Env("VIGIL_TEST_UNSET_VARIABLE".into()),
+        );
+        let err = client_config(&c).expect_err("missing env").to_string();
+        assert!(
+            err.contains("VIGIL_TEST_UNSET_VARIABLE") && !err.contains("s3cret"),
+            "{err}"
+        );
+
+        let mut c = cfg();
+        c.client.insert("enable.auto.commit".into(), "true".into());
+        assert!(client_config(&c).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
