@@ -1,0 +1,105 @@
+//! Engine `process` per event with many live sessions (deterministic synthetic sessions), and
+//! native parse plus process together: the per-core figure issue 4's target speaks of.
+//!
+//! Every timed batch is new events (fresh record ids, later times): replaying one batch would
+//! measure the engine's duplicate check instead of detection.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use vigil_engine::{Engine, EngineConfig, Output};
+use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+
+const BATCH: usize = 10_000;
+
+/// A native record for session `s` at second `t` from one of a few places.
+fn line(s: usize, t: usize, seq: usize) -> String {
+    let places = [
+        (51.5074, -0.1278, 2856, "GB"),
+        (52.52, 13.405, 3320, "DE"),
+        (48.8566, 2.3522, 3215, "FR"),
+    ];
+    let (lat, lon, asn, cc) = places[s % places.len()];
+    format!(
+        r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"sess-{s}","user_id":"user-{s}","ip":"81.2.69.{}","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","device_id":"dt-{s}","token_id":"jti-{s}","geo":{{"country":"{cc}","lat":{lat},"lon":{lon}}},"asn":{asn}}}"#,
+        1_714_550_400_000i64 + (t as i64) * 1000,
+        s % 250
+    )
+}
+
+/// The next batch of lines: follow-up events spread over the live sessions, in time order.
+fn batch(sessions: usize, round: usize) -> Vec<String> {
+    (0..BATCH)
+        .map(|i| {
+            let seq = sessions + round * BATCH + i;
+            line((seq * 7919) % sessions, 1 + seq / 100, seq)
+        })
+        .collect()
+}
+
+fn engine(c: &mut Criterion) {
+    let ctx = AdapterContext::new(b"bench-key");
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10);
+    for sessions in [100_000usize, 1_000_000] {
+        let mut cfg = EngineConfig::default();
+        cfg.state.max_sessions = sessions * 2;
+        cfg.state.max_tokens = sessions * 2;
+        let mut engine = Engine::new(&cfg).expect("valid config");
+        let mut out = Output::default();
+        for s in 0..sessions {
+            let ev =
+                parse_record(line(s, 0, s).as_bytes(), InputFormat::Native, &ctx).expect("valid");
+            engine.process(&ev, &mut out).expect("in order");
+            out.clear();
+        }
+        let mut round = 0usize;
+        g.throughput(Throughput::Elements(BATCH as u64));
+        g.bench_function(BenchmarkId::new("process", sessions), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    let events: Vec<_> = batch(sessions, round)
+                        .iter()
+                        .map(|l| {
+                            parse_record(l.as_bytes(), InputFormat::Native, &ctx).expect("valid")
+                        })
+                        .collect();
+                    let t = Instant::now();
+                    for ev in &events {
+                        let _ = engine.process(ev, &mut out);
+                        out.clear();
+                    }
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        g.bench_function(
+            BenchmarkId::new("parse_native_and_process", sessions),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        round += 1;
+                        let lines = batch(sessions, round);
+                        let t = Instant::now();
+                        for l in &lines {
+                            let ev = parse_record(l.as_bytes(), InputFormat::Native, &ctx)
+                                .expect("valid");
+                            let _ = engine.process(&ev, &mut out);
+                            out.clear();
+                        }
+                        total += t.elapsed();
+                    }
+                    total
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

@@ -1,0 +1,76 @@
+//! Encoding costs: SETs (unsigned and ES256-signed), OCSF alerts, changelog records.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
+use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+use vigil_model::jws::SetSigner;
+
+fn outputs(c: &mut Criterion) {
+    // Real outputs: the native sample story through the engine.
+    let ctx = AdapterContext::new(b"bench-key");
+    let mut engine = Engine::new(&EngineConfig::default()).expect("defaults");
+    engine.track_changes();
+    let mut geo = vigil_geo::GeoDb::new(1000);
+    geo.add("test", vigil_testkit::geoip::test_database())
+        .expect("geo");
+    let (text, _) = vigil_testkit::samples::render(vigil_testkit::render::Format::Native);
+    let mut out = Output::default();
+    for l in text.lines() {
+        let mut ev = parse_record(l.as_bytes(), InputFormat::Native, &ctx).expect("valid");
+        geo.enrich(&mut ev);
+        engine.process(&ev, &mut out).expect("in order");
+    }
+    let mut changes = Vec::new();
+    engine.drain_changes(&mut changes);
+    let encoded: Vec<(Vec<u8>, Vec<u8>)> = changes
+        .iter()
+        .filter_map(|(k, v)| Some((k.encode(), v.as_ref()?.encode())))
+        .collect();
+    let signer = SetSigner::from_scalar(&[7u8; 32], "bench").expect("key");
+
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(out.revocations.len() as u64));
+    g.bench_function("set_unsigned", |b| {
+        b.iter(|| {
+            for r in &out.revocations {
+                std::hint::black_box(r.to_set("https://v/", "aud", 1).to_string());
+            }
+        })
+    });
+    g.bench_function("set_es256", |b| {
+        b.iter(|| {
+            for r in &out.revocations {
+                std::hint::black_box(signer.sign(&r.to_set("https://v/", "aud", 1)));
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(out.alerts.len() as u64));
+    g.bench_function("alert_ocsf", |b| {
+        b.iter(|| {
+            for a in &out.alerts {
+                std::hint::black_box(a.to_ocsf("0").to_string());
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(changes.len() as u64));
+    g.bench_function("changelog_encode", |b| {
+        b.iter(|| {
+            for (k, v) in &changes {
+                std::hint::black_box((k.encode(), v.as_ref().map(StateValue::encode)));
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(encoded.len() as u64));
+    g.bench_function("changelog_decode", |b| {
+        b.iter(|| {
+            for (k, v) in &encoded {
+                let key = StateKey::decode(k).expect("key");
+                std::hint::black_box(StateValue::decode(&key, v).expect("value"));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, outputs);
+criterion_main!(benches);
