@@ -176,7 +176,7 @@ fn exactly_once_outputs_are_transactional_and_offsets_commit_with_them() {
             "session_timeout = \"6s\"",
             "session_timeout = \"6s\"\ndelivery = \"exactly-once\"",
         )
-        .replace("commit_interval = \"200ms\"", "commit_interval = \"8s\"");
+        .replace("commit_interval = \"200ms\"", "commit_interval = \"15s\"");
     let mut first = Instance::start(&dir, "first", &cfg);
     assert!(
         first.wait_ready(Duration::from_secs(60)),
@@ -189,7 +189,8 @@ fn exactly_once_outputs_are_transactional_and_offsets_commit_with_them() {
     while first.counter("vigil_revocations_total") < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Written, but the transaction is open: invisible to read_committed.
+    // Written, but the transaction is open (the first commit is 15 s after start-up):
+    // invisible to read_committed.
     let commits_before = first.counter("vigil_commits_total");
     let uncommitted = support::read_until_isolated(
         &brokers,
