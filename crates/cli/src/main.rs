@@ -127,6 +127,20 @@ undeliverable output); 2 bad flags or config.")]
         #[arg(long, default_value = "auto", value_parser = parse_format)]
         format: InputFormat,
     },
+    /// Read a topic as fast as a bare consumer can, doing nothing with the payloads: the
+    /// ceiling the end-to-end bench compares `vigil run` against.
+    #[command(hide = true)]
+    BenchConsume {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic to read.
+        #[arg(long)]
+        topic: String,
+        /// Records to read before stopping.
+        #[arg(long)]
+        expect: u64,
+    },
     /// Run the whole system on an embedded Kafka (no broker to set up): stream labelled
     /// synthetic IdP traffic with injected attacks, print alerts and revocations as they
     /// happen, and end with attacks caught, false positives and latency.
@@ -329,6 +343,35 @@ fn run(cmd: Command) -> Result<(), Failure> {
                 },
             };
             rekey(&cfg, &kafka, &job, &key).map_err(Failure::Runtime)
+        }
+        Command::BenchConsume {
+            brokers,
+            topic,
+            expect,
+        } => {
+            let mut base = rdkafka::ClientConfig::new();
+            base.set("bootstrap.servers", &brokers);
+            let group = format!("vigil-bench-ceiling-{}", std::process::id());
+            let rt = setup::runtime().map_err(|e| Failure::Runtime(e.into()))?;
+            let r = rt
+                .block_on(vigil_kafka::bench::raw_consume(
+                    &base,
+                    &topic,
+                    &group,
+                    expect,
+                    std::time::Duration::from_secs(30),
+                ))
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let rate = if r.seconds > 0.0 {
+                r.records as f64 / r.seconds
+            } else {
+                0.0
+            };
+            println!(
+                "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"records_per_second\":{:.0}}}",
+                r.records, r.bytes, r.seconds, rate
+            );
+            Ok(())
         }
         Command::CheckConfig { file } => {
             let cfg = load(Some(&file))?;

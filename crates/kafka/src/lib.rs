@@ -11,6 +11,7 @@
 //! (the `[kafka]` table), [`Delivery`], [`runtime::run`], [`Metrics`], and
 //! [`error::classify`] (retryable or fatal).
 
+pub mod bench;
 pub mod config;
 pub mod delivery;
 pub mod error;

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
+# at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed,
+# and decision latency at a fixed offered load of about half the measured maximum.
+# Everything is measured in this one run; the last line is a one-line summary.
+#
+#   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4
+#   COPIES=20000 benches/e2e.sh    # ~1.9M events
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COPIES=${COPIES:-2000}
+PARTITIONS=${PARTITIONS:-4}
+cargo build --release --locked -q -p vigil
+bin=$PWD/target/release/vigil
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  scripts/tansu.sh stop "$work" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+eval "$(scripts/tansu.sh start "$work")"
+B=$VIGIL_TEST_BOOTSTRAP
+export VIGIL_BENCH_KEY=0123456789abcdef0123456789abcdef
+p=bench$$
+
+config() { # name input delivery
+  cat >"$work/$1.toml" <<EOT
+[input]
+token_hash_key_env = "VIGIL_BENCH_KEY"
+[geoip]
+databases = ["$PWD/tests/data/geoip-test.mmdb"]
+[engine.state]
+out_of_order_grace = "24h"
+[kafka]
+brokers = "$B"
+group_id = "$p-$1"
+inputs = [{ topic = "$2", format = "auto" }]
+delivery = "$3"
+commit_interval = "500ms"
+session_timeout = "6s"
+[kafka.topics]
+revocations = "$p-$1.revocations"
+alerts = "$p-$1.alerts"
+dead_letters = "$p-$1.dead-letters"
+changelog = "$p-$1.changelog"
+EOT
+  "$bin" create-topics -c "$work/$1.toml" --partitions "$PARTITIONS" --replication 1 >/dev/null
+}
+
+metric() { # port name -> sum over series
+  curl -s "127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"([{]|$)" {s+=$2} END {printf "%d\n", s}'
+}
+now() { date +%s.%N; }
+
+start_run() { # name port -> pid
+  "$bin" run -c "$work/$1.toml" --metrics-addr "127.0.0.1:$2" --log info >"$work/$1.log" 2>&1 &
+  echo $!
+}
+stop_run() { kill -TERM "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
+wait_ready() { for _ in $(seq 1 600); do curl -sf "127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# Measures records/s of a vigil run over N preloaded records: first record to last.
+measure() { # name port N -> prints "rate seconds"
+  local t0="" n=0
+  while :; do
+    n=$(metric "$2" vigil_events_total)
+    if [ -z "$t0" ] && [ "$n" -gt 0 ]; then t0=$(now); fi
+    [ "$n" -ge "$3" ] && break
+    sleep 0.02
+  done
+  local t1; t1=$(now)
+  python3 -c "import sys; s=$t1-$t0; print(f'{$3/s:.0f} {s:.3f}')"
+}
+
+config al1 "$p.events" at-least-once
+config eos "$p.events" exactly-once
+config restore "$p.events" at-least-once
+produced=$("$bin" gen --copies "$COPIES" --brokers "$B" --topic "$p.events" --spacing-ms 1000 2>&1 | sed -n 's/.*produced \([0-9]*\) records.*/\1/p')
+echo "preloaded $produced events ($COPIES story copies) into $PARTITIONS partitions"
+
+ceiling=$("$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["records_per_second"]))')
+echo "raw consume ceiling: $ceiling events/s"
+
+pid=$(start_run al1 19871); pids+=("$pid"); wait_ready 19871
+rss_ready=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+read -r al1_rate al1_secs < <(measure al1 19871 "$produced")
+sleep 1.2
+sessions=$(metric 19871 vigil_live_sessions)
+rss_end=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+revocations=$(metric 19871 vigil_revocations_total)
+stop_run "$pid"
+echo "vigil run, at-least-once: $al1_rate events/s ($al1_secs s), $revocations revocations, $sessions live sessions, peak RSS $((hwm / 1024)) MiB"
+
+pid=$(start_run eos 19872); pids+=("$pid"); wait_ready 19872
+read -r eos_rate eos_secs < <(measure eos 19872 "$produced")
+stop_run "$pid"
+echo "vigil run, exactly-once: $eos_rate events/s ($eos_secs s)"
+
+# Restore: a new instance of the at-least-once deployment reads its changelog back.
+pid=$(start_run al1 19873); pids+=("$pid"); wait_ready 19873
+stop_run "$pid"
+restore=$(python3 - "$work/al1.log" <<'PY'
+import re, sys
+recs, secs = 0, 0.0
+for line in open(sys.argv[1]):
+    m = re.search(r"Partition state restored\. partition=\d+ records=(\d+) seconds=([0-9.]+)", line)
+    if m: recs += int(m.group(1)); secs = max(secs, float(m.group(2)))
+print(f"{recs} {secs:.3f} {recs/secs if secs else 0:.0f}")
+PY
+)
+read -r restored restore_secs restore_rate <<<"$restore"
+echo "changelog restore: $restored records in $restore_secs s ($restore_rate records/s, partitions in parallel)"
+
+# Latency at about half the measured at-least-once rate, fresh topic and group.
+half=$(( al1_rate / 2 ))
+config lat "$p.latency" at-least-once
+pid=$(start_run lat 19874); pids+=("$pid"); wait_ready 19874
+lat_copies=$(( COPIES / 4 > 50 ? COPIES / 4 : 50 ))
+"$bin" gen --copies "$lat_copies" --brokers "$B" --topic "$p.latency" --spacing-ms 1000 --rate "$half" >/dev/null 2>&1
+sleep 1.5
+lat=$(curl -s 127.0.0.1:19874/metrics | python3 -c '
+import sys, re
+b = []
+for l in sys.stdin:
+    m = re.match(r"vigil_processing_latency_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)", l)
+    if m: b.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), int(m.group(2))))
+total = b[-1][1]
+def q(p):
+    want = p * total
+    lo_le, lo_n = 0.0, 0
+    for le, n in b:
+        if n >= want:
+            if le == float("inf"): return lo_le * 1000
+            frac = (want - lo_n) / (n - lo_n) if n > lo_n else 1
+            return (lo_le + frac * (le - lo_le)) * 1000
+        lo_le, lo_n = le, n
+print(f"{q(0.5):.1f} {q(0.99):.1f} {q(0.999):.1f} {total}")
+')
+stop_run "$pid"
+read -r p50 p99 p999 latn <<<"$lat"
+echo "record-to-decision latency at ~$half events/s offered: p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms over $latn records (Prometheus buckets, interpolated)"
+
+ratio=$(python3 -c "print(f'{$al1_rate/$ceiling:.2f}')")
+eos_ratio=$(python3 -c "print(f'{$eos_rate/$ceiling:.2f}')")
+per_session=$(python3 -c "print(round(($rss_end-$rss_ready)*1024/max($sessions,1)))")
+echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s"
