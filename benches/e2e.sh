@@ -6,6 +6,7 @@
 #
 #   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4
 #   COPIES=20000 benches/e2e.sh    # ~1.9M events
+#   COMMIT_INTERVAL=2s benches/e2e.sh  # the runtime's commit interval (default 500ms)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COPIES=${COPIES:-2000}
@@ -37,7 +38,7 @@ brokers = "$B"
 group_id = "$p-$1"
 inputs = [{ topic = "$2", format = "auto" }]
 delivery = "$3"
-commit_interval = "500ms"
+commit_interval = "${COMMIT_INTERVAL:-500ms}"
 session_timeout = "6s"
 [kafka.topics]
 revocations = "$p-$1.revocations"
