@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -45,8 +45,8 @@ pub struct Metrics {
     pub commits: IntCounterVec,
     /// Set when the consumer has an assignment and no partition is restoring.
     pub ready: Arc<AtomicBool>,
-    /// Partitions assigned.
-    pub assigned: Arc<AtomicI64>,
+    /// Input partitions assigned to this instance.
+    pub assigned: IntGauge,
 }
 
 impl Metrics {
@@ -107,6 +107,12 @@ impl Metrics {
         registry
             .register(Box::new(restored_records.clone()))
             .expect("once");
+        let assigned = IntGauge::new(
+            "partitions_assigned",
+            "Input partitions assigned to this instance.",
+        )
+        .expect("static");
+        registry.register(Box::new(assigned.clone())).expect("once");
         let restoring = IntGauge::new(
             "partitions_restoring",
             "Partitions restoring state from the changelog.",
@@ -141,7 +147,7 @@ impl Metrics {
             latency,
             commits,
             ready: Arc::new(AtomicBool::new(false)),
-            assigned: Arc::new(AtomicI64::new(0)),
+            assigned,
         }
     }
 

@@ -160,9 +160,7 @@ impl ConsumerContext for VigilContext {
                 let _ = self.fatal_tx.send(e);
             }
         }
-        self.metrics
-            .assigned
-            .fetch_sub(taken.len() as i64, Ordering::SeqCst);
+        self.metrics.assigned.sub(taken.len() as i64);
         drop(taken);
     }
 
@@ -194,7 +192,7 @@ impl ConsumerContext for VigilContext {
                     ) {
                         Ok(task) => {
                             w.insert(*p, task);
-                            self.metrics.assigned.fetch_add(1, Ordering::SeqCst);
+                            self.metrics.assigned.inc();
                         }
                         Err(e) => {
                             error!(partition = p, error = %e, "Cannot start a partition task.")
