@@ -471,6 +471,22 @@ fn leak(s: &str) -> &'static str {
     n
 }
 
+/// Client context of the changelog reader: reaching the end of the partition is how a
+/// restore finishes, not an error worth an operator's attention.
+struct RestoreContext;
+
+impl rdkafka::client::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            debug!(%reason, "Changelog reader reached the end of a partition.");
+        } else {
+            warn!(error = %error, %reason, "Changelog reader error.");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RestoreContext {}
+
 /// Reads the partition's changelog from the beginning into `engine`.
 fn restore(
     shared: &Shared,
@@ -478,14 +494,13 @@ fn restore(
     mut engine: Engine,
 ) -> Result<(Engine, u64), RuntimeError> {
     let topic = shared.topics.changelog.as_str();
-    let consumer: BaseConsumer =
-        shared
-            .restore_client
-            .create()
-            .map_err(|e| RuntimeError::Kafka {
-                context: "cannot create the changelog reader".into(),
-                source: e,
-            })?;
+    let consumer: BaseConsumer<RestoreContext> = shared
+        .restore_client
+        .create_with_context(RestoreContext)
+        .map_err(|e| RuntimeError::Kafka {
+            context: "cannot create the changelog reader".into(),
+            source: e,
+        })?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .map_err(|e| RuntimeError::Kafka {
