@@ -98,7 +98,7 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     let mut geo = GeoDb::new(cfg.geoip.cache_entries);
     geo.add("embedded test GeoIP", vigil_testkit::geoip::test_database())?;
     let metrics = Metrics::new();
-    let parts = setup::run_parts(&cfg, DEV_TOKEN_HASH_KEY, geo, metrics.clone())?;
+    let parts = setup::run_parts(&cfg, &kafka, DEV_TOKEN_HASH_KEY, geo, metrics.clone())?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let runtime = tokio::spawn(async move {
         vigil_kafka::runtime::run(&kafka, parts, async {

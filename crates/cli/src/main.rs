@@ -218,6 +218,18 @@ enum Failure {
     Runtime(anyhow::Error),
 }
 
+/// Loads a configuration that must have a `[kafka]` table.
+fn load_kafka(path: &PathBuf) -> Result<(VigilConfig, vigil_kafka::KafkaConfig), Failure> {
+    let cfg = load(Some(path))?;
+    let kafka = cfg.kafka.clone().ok_or_else(|| {
+        Failure::Config(anyhow::anyhow!(
+            "{} has no [kafka] table; see config/example.toml",
+            path.display()
+        ))
+    })?;
+    Ok((cfg, kafka))
+}
+
 fn load(path: Option<&PathBuf>) -> Result<VigilConfig, Failure> {
     match path {
         Some(p) => VigilConfig::load(p).map_err(|e| Failure::Config(e.into())),
@@ -255,25 +267,16 @@ fn run(cmd: Command) -> Result<(), Failure> {
             metrics_addr,
             allow_dev_key,
         } => {
-            let cfg = load(Some(&config))?;
+            let (cfg, kafka) = load_kafka(&config)?;
             check(&cfg, &[]).map_err(Failure::Config)?;
-            if cfg.kafka.is_none() {
-                return Err(Failure::Config(anyhow::anyhow!(
-                    "{} has no [kafka] table; see config/example.toml",
-                    config.display()
-                )));
-            }
-            run::run(&cfg, metrics_addr, allow_dev_key).map_err(Failure::Runtime)
+            run::run(&cfg, &kafka, metrics_addr, allow_dev_key).map_err(Failure::Runtime)
         }
         Command::CreateTopics {
             config,
             partitions,
             replication,
         } => {
-            let cfg = load(Some(&config))?;
-            let kafka = cfg.kafka.clone().ok_or_else(|| {
-                Failure::Config(anyhow::anyhow!("{} has no [kafka] table", config.display()))
-            })?;
+            let (_, kafka) = load_kafka(&config)?;
             let plan = vigil_kafka::topics::TopicPlan {
                 partitions,
                 replication,
@@ -326,10 +329,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
             key_by,
             format,
         } => {
-            let cfg = load(Some(&config))?;
-            let kafka = cfg.kafka.clone().ok_or_else(|| {
-                Failure::Config(anyhow::anyhow!("{} has no [kafka] table", config.display()))
-            })?;
+            let (cfg, kafka) = load_kafka(&config)?;
             let key = setup::token_key(&cfg, true).map_err(Failure::Config)?;
             let job = vigil_kafka::rekey::Rekey {
                 group: format!("{}-rekey", kafka.group_id),

@@ -4,28 +4,29 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use tracing::info;
-use vigil_kafka::Metrics;
+use vigil_kafka::{KafkaConfig, Metrics};
 
 use crate::config::VigilConfig;
 use crate::setup;
 
 /// Runs until SIGINT or SIGTERM, then drains, flushes and commits.
-pub fn run(cfg: &VigilConfig, metrics_addr: SocketAddr, allow_dev_key: bool) -> Result<()> {
-    let kafka = cfg
-        .kafka
-        .clone()
-        .context("the configuration has no [kafka] table; see config/example.toml")?;
+pub fn run(
+    cfg: &VigilConfig,
+    kafka: &KafkaConfig,
+    metrics_addr: SocketAddr,
+    allow_dev_key: bool,
+) -> Result<()> {
     let key = setup::token_key(cfg, allow_dev_key)?;
     let geo = setup::geo(cfg, &[])?;
     let metrics = Metrics::new();
-    let parts = setup::run_parts(cfg, &key, geo, metrics.clone())?;
+    let parts = setup::run_parts(cfg, kafka, &key, geo, metrics.clone())?;
     let rt = setup::runtime().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let bound = vigil_kafka::metrics::serve(metrics_addr, metrics)
             .await
             .with_context(|| format!("cannot listen on {metrics_addr} for /metrics"))?;
         info!(%bound, "Serving /metrics, /healthz and /readyz.");
-        vigil_kafka::runtime::run(&kafka, parts, shutdown_signal()).await?;
+        vigil_kafka::runtime::run(kafka, parts, shutdown_signal()).await?;
         info!("Stopped cleanly.");
         Ok(())
     })

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use tracing::warn;
 use vigil_geo::GeoDb;
-use vigil_kafka::Metrics;
 use vigil_kafka::runtime::RunParts;
 use vigil_kafka::worker::Shared;
+use vigil_kafka::{KafkaConfig, Metrics};
 use vigil_model::adapters::AdapterContext;
 use vigil_model::jws::SetSigner;
 
@@ -76,11 +76,13 @@ pub fn signer(cfg: &VigilConfig) -> Result<Option<SetSigner>> {
 }
 
 /// The parts the Kafka runtime needs.
-pub fn run_parts(cfg: &VigilConfig, key: &[u8], geo: GeoDb, metrics: Metrics) -> Result<RunParts> {
-    let kafka = cfg
-        .kafka
-        .as_ref()
-        .context("the configuration has no [kafka] table")?;
+pub fn run_parts(
+    cfg: &VigilConfig,
+    kafka: &KafkaConfig,
+    key: &[u8],
+    geo: GeoDb,
+    metrics: Metrics,
+) -> Result<RunParts> {
     vigil_engine::Engine::new(&cfg.engine).context("invalid engine configuration")?;
     let formats = kafka
         .inputs

@@ -2,6 +2,15 @@
 
 use serde::Deserialize;
 
+/// Producer settings of both modes; exactly-once adds `transactional.id`,
+/// `transaction.timeout.ms` and a `message.timeout.ms` no longer than it (see the runtime).
+pub const PRODUCER_SETTINGS: [(&str, &str); 4] = [
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("message.timeout.ms", "0"),
+    ("linger.ms", "2"),
+];
+
 /// How outputs relate to consumed input offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,18 +30,6 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// Producer settings for the mode.
-    pub fn producer_settings(self) -> Vec<(&'static str, &'static str)> {
-        // Exactly-once adds `transactional.id` and `transaction.timeout.ms` from the config.
-        let _ = self;
-        vec![
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("message.timeout.ms", "0"),
-            ("linger.ms", "2"),
-        ]
-    }
-
     /// Name as in the configuration file.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -339,7 +339,7 @@ pub async fn run(
     check_topics(&base, cfg)?;
 
     let mut pc = base.clone();
-    for (k, v) in cfg.delivery.producer_settings() {
+    for (k, v) in crate::delivery::PRODUCER_SETTINGS {
         pc.set(k, v);
     }
     if cfg.delivery == Delivery::ExactlyOnce {

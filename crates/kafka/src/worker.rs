@@ -103,7 +103,7 @@ struct Task {
     engine: Engine,
     geo: GeoDb,
     out: Output,
-    pending: Vec<(&'static str, DeliveryFuture)>,
+    pending: Vec<(Out, DeliveryFuture)>,
     next_offsets: BTreeMap<Arc<str>, i64>,
     counters: BTreeMap<Arc<str>, prometheus::IntCounter>,
     changes: Vec<(StateKey, Option<StateValue>)>,
@@ -253,9 +253,8 @@ impl Task {
                 .with_label_values(&[a.action.as_str()])
                 .inc();
             let body = a.to_ocsf(env!("CARGO_PKG_VERSION")).to_string();
-            let topic = leak(&self.shared.topics.alerts);
             self.send(
-                topic,
+                Out::Alerts,
                 a.subject.session_id.as_bytes(),
                 Some(body.as_bytes()),
                 None,
@@ -279,9 +278,8 @@ impl Task {
                     key: "vigil.jti",
                     value: Some(rv.id.as_str()),
                 });
-            let topic = leak(&self.shared.topics.revocations);
             self.send(
-                topic,
+                Out::Revocations,
                 rv.subject.session_id.as_bytes(),
                 Some(body.as_bytes()),
                 Some(headers),
@@ -350,20 +348,20 @@ impl Task {
                 value: Some(redacted.as_str()),
             });
         let key = r.key.clone().unwrap_or_default();
-        let topic = leak(&self.shared.topics.dead_letters);
-        self.send(topic, &key, Some(&body), Some(headers), None)
+        self.send(Out::DeadLetters, &key, Some(&body), Some(headers), None)
             .await
     }
 
     /// Produces one record (no payload: a tombstone), waiting while the producer queue is full.
     async fn send(
         &mut self,
-        topic: &'static str,
+        out: Out,
         key: &[u8],
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         partition: Option<i32>,
     ) -> Result<(), RuntimeError> {
+        let topic = out.topic(&self.shared.topics);
         loop {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
             if let Some(p) = payload {
@@ -377,7 +375,7 @@ impl Task {
             }
             match self.shared.producer.send_result(rec) {
                 Ok(f) => {
-                    self.pending.push((topic, f));
+                    self.pending.push((out, f));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -396,22 +394,33 @@ impl Task {
     async fn flush(&mut self) -> Result<FlushReport, RuntimeError> {
         let mut changes = std::mem::take(&mut self.changes);
         self.engine.drain_changes(&mut changes);
-        let topic = leak(&self.shared.topics.changelog);
         for (k, v) in changes.drain(..) {
             let key = k.encode();
             match v {
                 Some(v) => {
-                    self.send(topic, &key, Some(&v.encode()), None, Some(self.partition))
-                        .await?
+                    self.send(
+                        Out::Changelog,
+                        &key,
+                        Some(&v.encode()),
+                        None,
+                        Some(self.partition),
+                    )
+                    .await?
                 }
                 None => {
-                    self.send(topic, &key, None, None, Some(self.partition))
+                    self.send(Out::Changelog, &key, None, None, Some(self.partition))
                         .await?
                 }
             }
         }
         self.changes = changes;
-        crate::delivery::acknowledged(self.pending.drain(..)).await?;
+        let topics = &self.shared.topics;
+        crate::delivery::acknowledged(
+            self.pending
+                .drain(..)
+                .map(|(out, f)| (out.topic(topics), f)),
+        )
+        .await?;
         self.publish_stats();
         Ok(FlushReport {
             partition: self.partition,
@@ -456,19 +465,24 @@ impl Task {
     }
 }
 
-/// Topic names live as long as the process; interning them lets pending deliveries name
-/// their topic without a clone per record.
-fn leak(s: &str) -> &'static str {
-    use std::sync::{Mutex, OnceLock};
-    static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| Mutex::new(Vec::new()));
-    let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = names.iter().find(|n| **n == s) {
-        return n;
+/// Which output topic a record goes to; pending deliveries keep this instead of the name.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    Alerts,
+    Revocations,
+    DeadLetters,
+    Changelog,
+}
+
+impl Out {
+    fn topic(self, t: &OutputTopics) -> &str {
+        match self {
+            Self::Alerts => &t.alerts,
+            Self::Revocations => &t.revocations,
+            Self::DeadLetters => &t.dead_letters,
+            Self::Changelog => &t.changelog,
+        }
     }
-    let n: &'static str = Box::leak(s.to_owned().into_boxed_str());
-    names.push(n);
-    n
 }
 
 /// Client context of the changelog reader: reaching the end of the partition is how a
