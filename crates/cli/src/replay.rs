@@ -249,7 +249,7 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
     if as_json {
         let v = json!({
             "records": s.records,
-            "events": s.events,
+            "events": s.events - engine.stats.duplicates,
             "rejected": rejected,
             "rejected_by_reason": s.rejected.iter().map(|(k, v)| (k.as_str(), *v)).collect::<BTreeMap<_, _>>(),
             "sessions": engine.stats.sessions_created,
@@ -257,6 +257,7 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
             "evictions": {"idle": ev.idle, "absolute": ev.absolute, "capacity": ev.capacity},
             "findings_by_detector": engine.stats.findings,
             "findings_below_alert": engine.stats.findings_below_alert,
+            "duplicates_skipped": engine.stats.duplicates,
             "alerts": alerts,
             "alerts_by_action": s.alerts_by_action,
             "revocations": s.revocations,
@@ -269,8 +270,14 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
     }
     eprintln!("vigil replay summary");
     eprintln!("  records read        {:>10}", s.records);
-    eprintln!("  events processed    {:>10}", s.events);
+    eprintln!(
+        "  events processed    {:>10}",
+        s.events - engine.stats.duplicates
+    );
     eprintln!("  records rejected    {:>10}", rejected);
+    if engine.stats.duplicates > 0 {
+        eprintln!("  duplicates skipped  {:>10}", engine.stats.duplicates);
+    }
     for (reason, n) in &s.rejected {
         eprintln!("    {:<18}{:>10}", reason.as_str(), n);
     }

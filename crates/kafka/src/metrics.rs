@@ -29,6 +29,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Revocations issued.
     pub revocations: IntCounter,
+    /// Redelivered records a session had just processed, skipped.
+    pub duplicates: IntCounter,
     /// Consumer lag, by topic and partition (from librdkafka statistics).
     pub lag: IntGaugeVec,
     /// Live sessions, by partition.
@@ -85,6 +87,14 @@ impl Metrics {
         registry
             .register(Box::new(revocations.clone()))
             .expect("once");
+        let duplicates = IntCounter::new(
+            "duplicates_skipped_total",
+            "Redelivered records a session had just processed, skipped.",
+        )
+        .expect("static");
+        registry
+            .register(Box::new(duplicates.clone()))
+            .expect("once");
         let lag = IntGaugeVec::new(
             Opts::new("consumer_lag", "Consumer lag in records."),
             &["topic", "partition"],
@@ -139,6 +149,7 @@ impl Metrics {
             findings,
             alerts,
             revocations,
+            duplicates,
             lag,
             live_sessions,
             evictions,

@@ -439,14 +439,9 @@ impl Task {
             let seen = self.stats_seen.findings.get(d).copied().unwrap_or(0);
             m.findings.with_label_values(&[d]).inc_by(n - seen);
         }
-        let late = s.late_events - self.stats_seen.late_events;
-        if late > 0 {
-            // Late events are counted as rejections where they are dead-lettered.
-            debug!(
-                partition = self.partition,
-                late, "Late events since the last flush."
-            );
-        }
+        // Late events need nothing here: they are rejections, counted where dead-lettered.
+        m.duplicates
+            .inc_by(s.duplicates - self.stats_seen.duplicates);
         self.stats_seen = s.clone();
         let ev = self.engine.evictions();
         m.evictions
