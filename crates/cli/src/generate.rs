@@ -27,6 +27,8 @@ pub struct GenArgs {
     pub spacing_ms: i64,
     /// Records per second to offer a broker (0: as fast as it takes them).
     pub rate: u32,
+    /// Which attacks to inject, and how often.
+    pub mix: vigil_testkit::samples::Mix,
 }
 
 /// Parses a format name for `--format` (`mixed` means all four).
@@ -46,7 +48,7 @@ pub fn parse_formats(s: &str) -> Result<Vec<Format>, String> {
 /// Runs the generator.
 pub fn run(args: &GenArgs) -> Result<()> {
     let (records, labels) =
-        vigil_testkit::samples::scaled(args.copies, args.spacing_ms, &args.formats);
+        vigil_testkit::samples::scaled_mix(args.copies, args.spacing_ms, &args.formats, &args.mix);
     if let Some(p) = &args.labels {
         std::fs::write(p, serde_json::to_string_pretty(&labels)? + "\n")
             .with_context(|| format!("cannot write {}", p.display()))?;

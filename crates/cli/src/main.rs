@@ -184,7 +184,24 @@ undeliverable output); 2 bad flags or config.")]
         /// Records per second offered to --brokers (0: as fast as the broker takes them).
         #[arg(long, default_value_t = 0)]
         rate: u32,
+        /// Attacks to inject: all, none (benign traffic only), or a comma-separated list such
+        /// as aitm_cookie_replay,concurrent_use,refresh_token_reuse (an unknown name lists
+        /// the known ones).
+        #[arg(long, default_value = "all", value_parser = parse_attacks)]
+        attacks: AttackList,
+        /// Inject the attacks into every N-th copy only, to lower the share of attacked
+        /// sessions (1: every copy).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        attack_every: usize,
     },
+}
+
+/// The attacks `vigil gen` injects (`None`: all of them).
+#[derive(Debug, Clone)]
+struct AttackList(Option<Vec<String>>);
+
+fn parse_attacks(s: &str) -> Result<AttackList, String> {
+    vigil_testkit::samples::Mix::parse_attacks(s).map(AttackList)
 }
 
 fn parse_format(s: &str) -> Result<InputFormat, String> {
@@ -307,6 +324,8 @@ fn run(cmd: Command) -> Result<(), Failure> {
             topic,
             spacing_ms,
             rate,
+            attacks,
+            attack_every,
         } => {
             let formats = generate::parse_formats(&format)
                 .map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
@@ -319,6 +338,10 @@ fn run(cmd: Command) -> Result<(), Failure> {
                 topic,
                 spacing_ms,
                 rate,
+                mix: vigil_testkit::samples::Mix {
+                    attacks: attacks.0,
+                    attack_every,
+                },
             };
             generate::run(&args).map_err(Failure::Runtime)
         }

@@ -632,6 +632,76 @@ pub fn scaled(
     spacing_ms: i64,
     formats: &[Format],
 ) -> (Vec<GenRecord>, BTreeMap<String, Label>) {
+    scaled_mix(copies, spacing_ms, formats, &Mix::default())
+}
+
+/// Which attacks a generated copy carries. Benign sessions are always generated.
+#[derive(Debug, Clone, Default)]
+pub struct Mix {
+    /// Attack names to keep (`None`: every attack in the story).
+    pub attacks: Option<Vec<String>>,
+    /// Attacks go into every n-th copy only (0 or 1: every copy), so that the share of
+    /// attack sessions can be lowered towards production rates.
+    pub attack_every: usize,
+}
+
+impl Mix {
+    /// Parses a `--attacks` value: `all`, `none`, or a comma-separated list of attack names.
+    /// Unknown names are refused, with the known ones listed.
+    pub fn parse_attacks(s: &str) -> Result<Option<Vec<String>>, String> {
+        match s.trim() {
+            "all" => Ok(None),
+            "none" => Ok(Some(Vec::new())),
+            list => {
+                let known = attack_names();
+                let mut out = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if !known.contains(&name) {
+                        return Err(format!(
+                            "unknown attack {name:?}; known: all, none, {}",
+                            known.join(", ")
+                        ));
+                    }
+                    out.push(name.to_owned());
+                }
+                Ok(Some(out))
+            }
+        }
+    }
+
+    fn keeps(&self, copy: usize, label: &Label) -> bool {
+        if label.class != "attack" {
+            return true;
+        }
+        if self.attack_every > 1 && !copy.is_multiple_of(self.attack_every) {
+            return false;
+        }
+        self.attacks
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == label.name))
+    }
+}
+
+/// The names of the attacks in the story, sorted.
+pub fn attack_names() -> Vec<&'static str> {
+    let (_, labels) = story();
+    let mut names: Vec<&'static str> = labels
+        .values()
+        .filter(|(l, _)| l.class == "attack")
+        .map(|(l, _)| l.name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// [`scaled`] with a choice of attacks: sessions whose label `mix` drops are left out whole.
+pub fn scaled_mix(
+    copies: usize,
+    spacing_ms: i64,
+    formats: &[Format],
+    mix: &Mix,
+) -> (Vec<GenRecord>, BTreeMap<String, Label>) {
     let (events, labels) = story();
     let mut out: Vec<(i64, GenRecord)> = Vec::with_capacity(events.len() * copies);
     let mut all_labels = BTreeMap::new();
@@ -639,14 +709,14 @@ pub fn scaled(
         let format = formats[copy % formats.len().max(1)];
         let suffix = format!("-c{copy}");
         for (session, (label, fmts)) in &labels {
-            if fmts.contains(&format) {
+            if fmts.contains(&format) && mix.keeps(copy, label) {
                 all_labels.insert(format!("{session}{suffix}"), label.clone());
             }
         }
         for e in &events {
             let ok = labels
                 .get(&e.session_id)
-                .is_some_and(|(_, f)| f.contains(&format));
+                .is_some_and(|(l, f)| f.contains(&format) && mix.keeps(copy, l));
             if !ok || !format.supports(e.kind) {
                 continue;
             }
@@ -683,4 +753,66 @@ pub fn scaled(
     }
     out.sort_by_key(|(t, _)| *t);
     (out.into_iter().map(|(_, r)| r).collect(), all_labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attacks(labels: &BTreeMap<String, Label>) -> Vec<&'static str> {
+        let mut v: Vec<_> = labels
+            .values()
+            .filter(|l| l.class == "attack")
+            .map(|l| l.name)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn mix_keeps_the_named_attacks_and_every_benign_session() {
+        let (_, all) = scaled(4, 60_000, &[Format::Native]);
+        let mix = Mix {
+            attacks: Mix::parse_attacks("concurrent_use, aitm_cookie_replay")
+                .expect("known attacks"),
+            attack_every: 2,
+        };
+        let (records, some) = scaled_mix(4, 60_000, &[Format::Native], &mix);
+        // Copies 0 and 2 carry the two attacks; copies 1 and 3 none.
+        assert_eq!(
+            attacks(&some),
+            [
+                "aitm_cookie_replay",
+                "aitm_cookie_replay",
+                "concurrent_use",
+                "concurrent_use"
+            ]
+        );
+        let benign =
+            |l: &BTreeMap<String, Label>| l.values().filter(|l| l.class == "benign").count();
+        assert_eq!(benign(&some), benign(&all));
+        // No record of a dropped session is generated.
+        assert!(records.iter().all(|r| some.contains_key(&r.session_id)));
+        assert!(
+            records
+                .iter()
+                .any(|r| r.session_id.starts_with("x-concurrent"))
+        );
+    }
+
+    #[test]
+    fn mix_none_is_benign_only_and_unknown_names_are_refused() {
+        let mix = Mix {
+            attacks: Mix::parse_attacks("none").expect("none is valid"),
+            attack_every: 1,
+        };
+        let (_, labels) = scaled_mix(2, 60_000, &Format::ALL, &mix);
+        assert!(attacks(&labels).is_empty());
+        assert!(!labels.is_empty());
+        let err = Mix::parse_attacks("concurrent_use,bogus").expect_err("bogus is unknown");
+        assert!(
+            err.contains("bogus") && err.contains("device_swap"),
+            "{err}"
+        );
+    }
 }
