@@ -3,7 +3,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
-use vigil_model::jws::SetSigner;
+use vigil_sign::SetSigner;
 
 fn outputs(c: &mut Criterion) {
     // Real outputs: the native sample story through the engine.
@@ -26,7 +26,7 @@ fn outputs(c: &mut Criterion) {
         .iter()
         .filter_map(|(k, v)| Some((k.encode(), v.as_ref()?.encode())))
         .collect();
-    let signer = SetSigner::from_scalar(&[7u8; 32], "bench").expect("key");
+    let signer = SetSigner::from_p256_scalar(&[7u8; 32], "bench").expect("key");
 
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(out.revocations.len() as u64));
@@ -40,7 +40,11 @@ fn outputs(c: &mut Criterion) {
     g.bench_function("set_es256", |b| {
         b.iter(|| {
             for r in &out.revocations {
-                std::hint::black_box(signer.sign(&r.to_set("https://v/", "aud", 1)));
+                std::hint::black_box(
+                    signer
+                        .sign(&r.to_set("https://v/", "aud", 1))
+                        .expect("signs"),
+                );
             }
         })
     });

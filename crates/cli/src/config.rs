@@ -24,6 +24,8 @@ pub struct VigilConfig {
     pub engine: EngineConfig,
     /// Kafka runtime (`vigil run`); absent for `vigil replay`.
     pub kafka: Option<vigil_kafka::KafkaConfig>,
+    /// SET push delivery (`vigil enforce`).
+    pub enforce: Option<vigil_enforce::EnforceConfig>,
 }
 
 /// Input handling.
@@ -56,10 +58,24 @@ pub struct OutputConfig {
     pub issuer: String,
     /// SET audience (`aud`): the enforcement service.
     pub audience: String,
-    /// PKCS#8 PEM P-256 private key to sign SETs with (ES256). Unsigned when absent.
+    /// PEM private key to sign SETs with: P-256 (ES256) or RSA of at least 2048 bits (RS256).
+    /// Unsigned when absent. Must not be world-readable.
     pub signing_key_file: Option<PathBuf>,
     /// Key id for the JWS header.
     pub signing_key_id: String,
+    /// Further public keys to publish in the JWKS beside the signing key, for rotation: the
+    /// next key before it signs, the previous one while its SETs may still be verified.
+    pub published_keys: Vec<PublishedKey>,
+}
+
+/// A key published in the JWKS without signing with it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedKey {
+    /// PEM file: the public key (or the private one; only its public half is published).
+    pub file: PathBuf,
+    /// Its key id.
+    pub kid: String,
 }
 
 impl Default for OutputConfig {
@@ -69,6 +85,7 @@ impl Default for OutputConfig {
             audience: "urn:vigil:enforcement".into(),
             signing_key_file: None,
             signing_key_id: "vigil-1".into(),
+            published_keys: Vec::new(),
         }
     }
 }
@@ -137,6 +154,7 @@ impl VigilConfig {
     /// The token-hash key: from the configured file or environment variable, else `None`.
     pub fn token_hash_key(&self) -> Result<Option<Vec<u8>>, LoadError> {
         if let Some(path) = &self.input.token_hash_key_file {
+            vigil_kafka::config::ensure_private(path).map_err(LoadError::Key)?;
             let bytes = std::fs::read(path)
                 .map_err(|e| LoadError::Key(format!("{}: {e}", path.display())))?;
             let trimmed = bytes.trim_ascii().to_vec();

@@ -5,6 +5,7 @@
 
 mod config;
 mod demo;
+mod enforce;
 mod generate;
 mod input;
 mod replay;
@@ -95,7 +96,8 @@ undeliverable output); 2 bad flags or config.")]
         allow_dev_key: bool,
     },
     /// Create the topics a [kafka] config names: inputs and outputs with time retention, the
-    /// changelog compacted, all with the same partition count. Existing topics are kept.
+    /// changelog compacted, the enforcement dead-letter topic when [enforce] is set, all with the
+    /// same partition count. Existing topics are kept.
     CreateTopics {
         /// Configuration file (TOML) with a [kafka] table.
         #[arg(long, short, env = "VIGIL_CONFIG")]
@@ -157,6 +159,32 @@ undeliverable output); 2 bad flags or config.")]
         /// Print only the final table.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Push revocations to enforcement points: read the revocations topic and deliver each
+    /// Security Event Token to every configured receiver by SSF push (RFC 8935), signed.
+    #[command(after_help = "\
+Needs the [kafka] and [enforce] tables (see config/example.toml) and, unless `vigil run`
+already signs SETs, output.signing_key_file. Each receiver gets every SET in the order read;
+retries back off exponentially; a SET a receiver refuses (4xx) or that stays undeliverable for
+enforce.max_attempts goes to enforce.dead_letter_topic. Offsets are committed only for SETs
+every receiver accepted or that were dead-lettered, so nothing is lost across restarts.
+
+Exit codes: 0 stopped cleanly; 1 fatal runtime error; 2 bad flags or config.")]
+    Enforce {
+        /// Configuration file (TOML) with [kafka] and [enforce] tables.
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: PathBuf,
+        /// Address for /metrics, /healthz, /readyz and /.well-known/jwks.json.
+        #[arg(long, env = "VIGIL_METRICS_ADDR", default_value = "127.0.0.1:9899")]
+        metrics_addr: std::net::SocketAddr,
+    },
+    /// Print the JSON Web Key Set that verifies Vigil's SETs: the signing key and the keys
+    /// published for rotation (output.published_keys). `vigil run` and `vigil enforce` also
+    /// serve it at /.well-known/jwks.json on the metrics address.
+    Jwks {
+        /// Configuration file (TOML) with output.signing_key_file.
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: PathBuf,
     },
     /// Write labelled synthetic IdP traffic (the sample story, repeated) to a file or topic.
     Gen {
@@ -288,15 +316,47 @@ fn run(cmd: Command) -> Result<(), Failure> {
             check(&cfg, &[]).map_err(Failure::Config)?;
             run::run(&cfg, &kafka, metrics_addr, allow_dev_key).map_err(Failure::Runtime)
         }
+        Command::Enforce {
+            config,
+            metrics_addr,
+        } => {
+            let (cfg, kafka) = load_kafka(&config)?;
+            let enforce = cfg.enforce.clone().ok_or_else(|| {
+                Failure::Config(anyhow::anyhow!(
+                    "{} has no [enforce] table; see config/example.toml",
+                    config.display()
+                ))
+            })?;
+            check(&cfg, &[]).map_err(Failure::Config)?;
+            enforce::run(&cfg, &kafka, &enforce, metrics_addr).map_err(Failure::Runtime)
+        }
+        Command::Jwks { config } => {
+            let cfg = load(Some(&config))?;
+            let jwks = setup::jwks(&cfg).map_err(Failure::Config)?.ok_or_else(|| {
+                Failure::Config(anyhow::anyhow!(
+                    "{} sets no output.signing_key_file: SETs are unsigned, there is no key set",
+                    config.display()
+                ))
+            })?;
+            let text = serde_json::to_string_pretty(&jwks.to_json())
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            println!("{text}");
+            Ok(())
+        }
         Command::CreateTopics {
             config,
             partitions,
             replication,
         } => {
-            let (_, kafka) = load_kafka(&config)?;
+            let (cfg, kafka) = load_kafka(&config)?;
             let plan = vigil_kafka::topics::TopicPlan {
                 partitions,
                 replication,
+                extra: cfg
+                    .enforce
+                    .iter()
+                    .map(|e| e.dead_letter_topic.clone())
+                    .collect(),
                 ..Default::default()
             };
             create_topics(&kafka, &plan).map_err(Failure::Runtime)
@@ -458,10 +518,26 @@ fn check(cfg: &VigilConfig, extra_geoip: &[PathBuf]) -> anyhow::Result<String> {
             anyhow::bail!("kafka.inputs is empty: name at least one input topic");
         }
     }
-    if let Some(p) = &cfg.output.signing_key_file {
-        let pem = std::fs::read_to_string(p)
-            .map_err(|e| anyhow::anyhow!("cannot read signing key {}: {e}", p.display()))?;
-        vigil_model::jws::SetSigner::from_pem(&pem, cfg.output.signing_key_id.clone())?;
+    let signing = match setup::jwks(cfg)? {
+        Some(jwks) => format!(
+            "{} (JWKS key ids: {})",
+            setup::signer(cfg)?.map_or("", |s| s.alg().name()),
+            jwks.kids().join(", ")
+        ),
+        None => "off (unsigned SETs)".to_owned(),
+    };
+    if let Some(e) = &cfg.enforce {
+        e.validate()?;
+        if cfg.kafka.is_none() {
+            anyhow::bail!("[enforce] needs the [kafka] table (brokers, the revocations topic)");
+        }
+        for r in &e.receivers {
+            if let Some(src) = &r.auth_header {
+                src.read().map_err(|err| {
+                    anyhow::anyhow!("enforce receiver {}: auth_header: {err}", r.name)
+                })?;
+            }
+        }
     }
     Ok(format!(
         "detectors: {}; token-hash key: {}; GeoIP databases: {}; SET signing: {}",
@@ -476,10 +552,6 @@ fn check(cfg: &VigilConfig, extra_geoip: &[PathBuf]) -> anyhow::Result<String> {
         } else {
             geo.databases().join(", ")
         },
-        if cfg.output.signing_key_file.is_some() {
-            "ES256"
-        } else {
-            "off (unsigned SETs)"
-        },
+        signing,
     ))
 }

@@ -13,7 +13,6 @@ use tracing::warn;
 use vigil_engine::{Engine, Output};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
-use vigil_model::jws::SetSigner;
 use vigil_model::{Action, RejectReason, Rejection};
 
 use crate::config::{DEV_TOKEN_HASH_KEY, VigilConfig};
@@ -77,17 +76,7 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
     for db in cfg.geoip.databases.iter().chain(&args.geoip) {
         geo.open(db)?;
     }
-    let signer = match &cfg.output.signing_key_file {
-        Some(p) => {
-            let pem = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read signing key {}", p.display()))?;
-            Some(SetSigner::from_pem(
-                &pem,
-                cfg.output.signing_key_id.clone(),
-            )?)
-        }
-        None => None,
-    };
+    let signer = crate::setup::signer(cfg)?;
 
     let same_file = args.alerts.is_some() && args.alerts == args.revocations;
     let mut alerts_out = sink(&args.alerts)?;
@@ -173,7 +162,7 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
                     .map_or(0, |d| d.as_secs() as i64);
                 let claims = r.to_set(&cfg.output.issuer, &cfg.output.audience, iat);
                 let line = match &signer {
-                    Some(s) => json!({ "jti": r.id, "set_jwt": s.sign(&claims) }),
+                    Some(s) => json!({ "jti": r.id, "set_jwt": s.sign(&claims)? }),
                     None => claims,
                 };
                 let w = revocations_out.as_mut().unwrap_or(&mut alerts_out);

@@ -20,12 +20,14 @@ pub fn run(
     let geo = setup::geo(cfg, &[])?;
     let metrics = Metrics::new();
     let parts = setup::run_parts(cfg, kafka, &key, geo, metrics.clone())?;
+    let jwks = setup::jwks(cfg)?.map(|j| j.to_json().to_string());
     let rt = setup::runtime().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let bound = vigil_kafka::metrics::serve(metrics_addr, metrics)
+        let with_jwks = jwks.is_some();
+        let bound = vigil_kafka::metrics::serve(metrics_addr, metrics, jwks)
             .await
             .with_context(|| format!("cannot listen on {metrics_addr} for /metrics"))?;
-        info!(%bound, "Serving /metrics, /healthz and /readyz.");
+        info!(%bound, jwks = with_jwks, "Serving /metrics, /healthz, /readyz and, when SETs are signed, /.well-known/jwks.json.");
         vigil_kafka::runtime::run(kafka, parts, shutdown_signal()).await?;
         info!("Stopped cleanly.");
         Ok(())

@@ -10,7 +10,7 @@ use vigil_kafka::runtime::RunParts;
 use vigil_kafka::worker::Shared;
 use vigil_kafka::{KafkaConfig, Metrics};
 use vigil_model::adapters::AdapterContext;
-use vigil_model::jws::SetSigner;
+use vigil_sign::{Jwks, SetSigner};
 
 use crate::config::{DEV_TOKEN_HASH_KEY, VigilConfig};
 
@@ -60,19 +60,43 @@ pub fn geo(cfg: &VigilConfig, extra: &[PathBuf]) -> Result<GeoDb> {
     Ok(geo)
 }
 
-/// The SET signer, when a key is configured.
+/// The SET signer, when a key is configured. The key file must not be world-readable.
 pub fn signer(cfg: &VigilConfig) -> Result<Option<SetSigner>> {
     match &cfg.output.signing_key_file {
         Some(p) => {
+            vigil_kafka::config::ensure_private(p)
+                .map_err(|e| anyhow::anyhow!("output.signing_key_file: {e}"))?;
             let pem = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read signing key {}", p.display()))?;
-            Ok(Some(SetSigner::from_pem(
-                &pem,
-                cfg.output.signing_key_id.clone(),
-            )?))
+            let signer = SetSigner::from_pem(&pem, cfg.output.signing_key_id.clone())
+                .with_context(|| format!("signing key {}", p.display()))?;
+            Ok(Some(signer))
         }
         None => Ok(None),
     }
+}
+
+/// The JWKS receivers verify SETs with: the signing key and the published ones. `None` when
+/// SETs are not signed.
+pub fn jwks(cfg: &VigilConfig) -> Result<Option<Jwks>> {
+    let Some(signer) = signer(cfg)? else {
+        if !cfg.output.published_keys.is_empty() {
+            anyhow::bail!(
+                "output.published_keys is set but output.signing_key_file is not: a JWKS needs the signing key"
+            );
+        }
+        return Ok(None);
+    };
+    let mut published = Vec::new();
+    for k in &cfg.output.published_keys {
+        let pem = std::fs::read_to_string(&k.file)
+            .with_context(|| format!("cannot read published key {}", k.file.display()))?;
+        published.push(
+            vigil_sign::public_jwk_from_pem(&pem, &k.kid)
+                .with_context(|| format!("published key {}", k.file.display()))?,
+        );
+    }
+    Ok(Some(Jwks::new(&signer, &published)))
 }
 
 /// The parts the Kafka runtime needs.

@@ -104,17 +104,55 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret.
+    /// Reads the secret. A file must not be readable by every user.
     pub fn read(&self) -> Result<String, String> {
         match self {
             Self::Env(v) => {
                 std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
             }
-            Self::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("{}: {e}", p.display())),
+            Self::File(p) => {
+                ensure_private(p)?;
+                std::fs::read_to_string(p)
+                    .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                    .map_err(|e| format!("{}: {e}", p.display()))
+            }
         }
     }
+}
+
+/// librdkafka settings whose values are secrets: refused in `kafka.client` (a config file is
+/// often shared and world-readable), accepted in `kafka.client_secrets`.
+pub const SECRET_SETTINGS: [&str; 6] = [
+    "sasl.password",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.keystore.password",
+];
+
+/// librdkafka settings that name a private-key file, which must not be world-readable.
+pub const PRIVATE_FILE_SETTINGS: [&str; 2] = ["ssl.key.location", "ssl.keystore.location"];
+
+/// Refuses a secret-holding file that every user can read (Unix mode `o+r`), the way ssh
+/// refuses such a private key.
+pub fn ensure_private(path: &std::path::Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            return Err(format!(
+                "{} holds a secret but every user can read it (mode {mode:o}); run `chmod o-rwx {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
 }
 
 fn default_group() -> String {
@@ -138,11 +176,13 @@ fn format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<InputFormat, D::Erro
     s.parse().map_err(serde::de::Error::custom)
 }
 
-mod duration {
+/// Serde helper for human durations in the config (`"500ms"`, `"30s"`).
+pub mod duration {
     use std::time::Duration;
 
     use serde::Deserialize;
 
+    /// Parses a humantime duration.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub ready: Arc<AtomicBool>,
     /// Input partitions assigned to this instance.
     pub assigned: IntGauge,
+    /// Revocations whose signing failed (sent unsigned instead).
+    pub sign_failures: IntCounter,
 }
 
 impl Metrics {
@@ -142,6 +144,14 @@ impl Metrics {
         )
         .expect("static");
         registry.register(Box::new(latency.clone())).expect("once");
+        let sign_failures = IntCounter::new(
+            "set_sign_failures_total",
+            "Revocations whose signing failed and that were sent unsigned.",
+        )
+        .expect("static");
+        registry
+            .register(Box::new(sign_failures.clone()))
+            .expect("once");
         Self {
             registry,
             events,
@@ -159,7 +169,13 @@ impl Metrics {
             commits,
             ready: Arc::new(AtomicBool::new(false)),
             assigned,
+            sign_failures,
         }
+    }
+
+    /// The registry, for components that export metrics of their own beside these.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Records rejected so far, all reasons.
@@ -187,8 +203,14 @@ impl Default for Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+/// Serves `/metrics`, `/healthz`, `/readyz` and, when given, the SET verification keys at
+/// `/.well-known/jwks.json`, until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    jwks: Option<String>,
+) -> std::io::Result<SocketAddr> {
+    let jwks = jwks.map(Arc::new);
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     info!(%local, "Metrics and health endpoints listening.");
@@ -198,6 +220,7 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<Socket
                 continue;
             };
             let m = metrics.clone();
+            let jwks = jwks.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let n = match tokio::time::timeout(
@@ -214,6 +237,11 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<Socket
                 let (status, body, ctype) = match path {
                     "/metrics" => ("200 OK", m.render(), "text/plain; version=0.0.4"),
                     "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
+                    "/.well-known/jwks.json" if jwks.is_some() => (
+                        "200 OK",
+                        jwks.as_deref().cloned().unwrap_or_default(),
+                        "application/jwk-set+json",
+                    ),
                     "/readyz" if m.ready.load(Ordering::Relaxed) => {
                         ("200 OK", "ready\n".to_owned(), "text/plain")
                     }

@@ -52,6 +52,15 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, RuntimeError> {
                 "kafka.client.{k} is set by Vigil itself (delivery guarantees depend on it) and cannot be overridden"
             )));
         }
+        if crate::config::SECRET_SETTINGS.contains(&k.as_str()) {
+            return Err(RuntimeError::Config(format!(
+                "kafka.client.{k} holds a secret: move it to kafka.client_secrets ({{ env = \"VAR\" }} or {{ file = \"PATH\" }})"
+            )));
+        }
+        if crate::config::PRIVATE_FILE_SETTINGS.contains(&k.as_str()) {
+            crate::config::ensure_private(std::path::Path::new(v))
+                .map_err(|e| RuntimeError::Config(format!("kafka.client.{k}: {e}")))?;
+        }
         c.set(k, v);
     }
     for (k, src) in &cfg.client_secrets {
@@ -563,9 +572,13 @@ fn producer_flush(p: &FutureProducer) {
     }
 }
 
-/// Checks that every configured topic exists and that inputs and the changelog are
-/// co-partitioned.
-fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeError> {
+/// The partition count of each named topic, or [`RuntimeError::MissingTopic`] for the first
+/// one the brokers do not have.
+pub fn partition_counts(
+    base: &ClientConfig,
+    brokers: &str,
+    names: &[&str],
+) -> Result<Vec<usize>, RuntimeError> {
     let probe: BaseConsumer = base.create().map_err(|e| RuntimeError::Kafka {
         context: "cannot create a metadata client".into(),
         source: e,
@@ -573,35 +586,47 @@ fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeErr
     let md = probe
         .fetch_metadata(None, Duration::from_secs(15))
         .map_err(|e| RuntimeError::Kafka {
-            context: format!("cannot reach the brokers at {}", cfg.brokers),
+            context: format!("cannot reach the brokers at {brokers}"),
             source: e,
         })?;
-    let count = |name: &str| {
-        md.topics()
-            .iter()
-            .find(|t| t.name() == name && t.error().is_none())
-            .map(|t| t.partitions().len())
-    };
+    names
+        .iter()
+        .map(|&name| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none())
+                .map(|t| t.partitions().len())
+                .ok_or_else(|| RuntimeError::MissingTopic { topic: name.into() })
+        })
+        .collect()
+}
+
+/// Checks that every configured topic exists and that inputs and the changelog are
+/// co-partitioned.
+fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeError> {
     let t = &cfg.topics;
-    for name in cfg.inputs.iter().map(|i| i.topic.as_str()).chain([
-        t.alerts.as_str(),
-        t.revocations.as_str(),
-        t.dead_letters.as_str(),
-        t.changelog.as_str(),
-    ]) {
-        if count(name).is_none() {
-            return Err(RuntimeError::MissingTopic { topic: name.into() });
-        }
-    }
-    let counts: Vec<(String, usize)> = cfg
+    let names: Vec<&str> = cfg
+        .inputs
+        .iter()
+        .map(|i| i.topic.as_str())
+        .chain([
+            t.alerts.as_str(),
+            t.revocations.as_str(),
+            t.dead_letters.as_str(),
+            t.changelog.as_str(),
+        ])
+        .collect();
+    let counts = partition_counts(base, &cfg.brokers, &names)?;
+    let count = |name: &str| names.iter().position(|n| *n == name).map(|i| counts[i]);
+    let per_input: Vec<(String, usize)> = cfg
         .inputs
         .iter()
         .map(|i| (i.topic.clone(), count(&i.topic).unwrap_or(0)))
         .collect();
-    let n = counts[0].1;
-    if counts.iter().any(|(_, c)| *c != n) {
+    let n = per_input[0].1;
+    if per_input.iter().any(|(_, c)| *c != n) {
         return Err(RuntimeError::Config(format!(
-            "input topics must have the same partition count (co-partitioned by session id): {counts:?}"
+            "input topics must have the same partition count (co-partitioned by session id): {per_input:?}"
         )));
     }
     let changelog = count(&t.changelog).unwrap_or(0);
@@ -643,6 +668,27 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("pw");
         std::fs::write(&file, "s3cret\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let mut c = cfg();
+            c.client_secrets
+                .insert("sasl.password".into(), SecretSource::File(file.clone()));
+            let err = client_config(&c).expect_err("world-readable").to_string();
+            assert!(
+                err.contains("every user can read it") && !err.contains("s3cret"),
+                "{err}"
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let mut c = cfg();
+        c.client.insert("sasl.password".into(), "inline".into());
+        let err = client_config(&c).expect_err("inline secret").to_string();
+        assert!(
+            err.contains("move it to kafka.client_secrets") && !err.contains("inline"),
+            "{err}"
+        );
         let mut c = cfg();
         c.client
             .insert("security.protocol".into(), "SASL_SSL".into());

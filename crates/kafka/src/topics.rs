@@ -23,6 +23,8 @@ pub struct TopicPlan {
     pub retention: Duration,
     /// Retention of revocations (enforcement may be replayed from it).
     pub revocation_retention: Duration,
+    /// Further topics kept as long as revocations, e.g. the enforcement dead-letter topic.
+    pub extra: Vec<String>,
 }
 
 impl Default for TopicPlan {
@@ -32,6 +34,7 @@ impl Default for TopicPlan {
             replication: 3,
             retention: Duration::from_secs(7 * 86_400),
             revocation_retention: Duration::from_secs(30 * 86_400),
+            extra: Vec::new(),
         }
     }
 }
@@ -69,6 +72,13 @@ pub async fn create(
             NewTopic::new(name, plan.partitions, repl())
                 .set("cleanup.policy", "delete")
                 .set("retention.ms", keep),
+        );
+    }
+    for name in &plan.extra {
+        specs.push(
+            NewTopic::new(name, plan.partitions, repl())
+                .set("cleanup.policy", "delete")
+                .set("retention.ms", &revocations),
         );
     }
     specs.push(

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
-use vigil_model::jws::SetSigner;
 use vigil_model::{RejectReason, Rejection};
+use vigil_sign::SetSigner;
 
 use crate::config::OutputTopics;
 use crate::error::RuntimeError;
@@ -265,8 +265,18 @@ impl Task {
         for rv in outputs.revocations.drain(..) {
             self.shared.metrics.revocations.inc();
             let claims = rv.to_set(&self.shared.issuer, &self.shared.audience, now / 1000);
-            let (body, ctype) = match &self.shared.signer {
-                Some(s) => (s.sign(&claims), "application/secevent+jwt"),
+            let signed = self.shared.signer.as_ref().and_then(|s| {
+                s.sign(&claims)
+                    .map_err(|e| {
+                        // Sent unsigned rather than lost; `vigil enforce` signs it or
+                        // dead-letters it.
+                        self.shared.metrics.sign_failures.inc();
+                        tracing::error!(error = %e, jti = %rv.id, "SET signing failed; sending it unsigned.");
+                    })
+                    .ok()
+            });
+            let (body, ctype) = match signed {
+                Some(jws) => (jws, "application/secevent+jwt"),
                 None => (claims.to_string(), "application/json"),
             };
             let headers = OwnedHeaders::new()

@@ -1,7 +1,7 @@
 //! Vigil's data model: the normalized [`SessionEvent`], the input adapters that produce it,
 //! typed [`Rejection`]s for records that can't be used, and the outputs: [`Alert`] (rendered as
 //! an OCSF Detection Finding) and [`Revocation`] (rendered as a CAEP `session-revoked` Security
-//! Event Token, optionally signed).
+//! Event Token; `vigil-sign` signs it).
 //!
 //! This crate does no I/O: it maps bytes to values and values to JSON. Raw secrets never enter
 //! a [`SessionEvent`]; token identifiers are reduced to keyed hashes ([`TokenHash`]) as they
@@ -19,7 +19,6 @@
 
 pub mod adapters;
 pub mod event;
-pub mod jws;
 pub mod output;
 pub mod redact;
 pub mod reject;
