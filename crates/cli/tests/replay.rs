@@ -311,6 +311,28 @@ fn signed_sets_verify_with_the_configured_key() {
         ),
     )
     .expect("write cfg");
+    #[cfg(unix)]
+    {
+        // A private key every user can read is refused.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = replay(
+            "signing-world-readable",
+            &[
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "tests/data/samples/native.jsonl",
+            ],
+            None,
+        );
+        assert_eq!(refused.code, 2, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("every user can read it"),
+            "{}",
+            refused.stderr
+        );
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
     let run = replay(
         "signing-run",
         &[
