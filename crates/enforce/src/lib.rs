@@ -461,9 +461,15 @@ pub async fn run(
         fatal: fatal_tx,
     });
     let mut queues = Vec::new();
+    let mut tasks = AbortOnDrop(Vec::new());
     for (name, pusher) in pushers {
         let (tx, rx) = mpsc::channel(cfg.queue);
-        tokio::spawn(receiver_task(name.clone(), pusher, rx, shared.clone()));
+        tasks.0.push(tokio::spawn(receiver_task(
+            name.clone(),
+            pusher,
+            rx,
+            shared.clone(),
+        )));
         queues.push((name, tx));
     }
     info!(
@@ -566,6 +572,18 @@ pub async fn run(
     commit(&consumer, &source_topic, &mut tracker, CommitMode::Sync);
     info!("Stopped cleanly.");
     Ok(())
+}
+
+/// Stops the receiver tasks when `run` returns, however it returns: a SET they still hold is
+/// uncommitted and is pushed again by the next owner of its partition.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// Commits the finished prefix of every partition this instance still owns.
