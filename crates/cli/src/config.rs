@@ -191,6 +191,9 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
         let cfg = VigilConfig::load(&path).expect("config/example.toml parses");
         vigil_engine::Engine::new(&cfg.engine).expect("config/example.toml is valid");
+        let enforce = cfg.enforce.expect("config/example.toml shows [enforce]");
+        enforce.validate().expect("its [enforce] table is valid");
+        assert_eq!(enforce.receivers.len(), 2);
     }
 
     #[test]

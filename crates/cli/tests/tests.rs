@@ -1,6 +1,7 @@
 //! End-to-end tests of the `vigil` binary on files: the sample story in every input format,
 //! bad input, determinism, secrecy and the public JSON schemas.
 
+mod deploy;
 mod replay;
 mod schemas;
 

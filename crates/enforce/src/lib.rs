@@ -108,6 +108,22 @@ impl EnforceMetrics {
             queued,
         })
     }
+
+    /// The names of these metrics, without the registry's prefix (`vigil_` in `vigil enforce`).
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let all: [&dyn Collector; 5] = [
+            &self.deliveries,
+            &self.attempts,
+            &self.dead_letters,
+            &self.latency,
+            &self.queued,
+        ];
+        all.iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
 }
 
 /// One SET on its way to one receiver.

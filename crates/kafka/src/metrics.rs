@@ -173,6 +173,37 @@ impl Metrics {
         }
     }
 
+    /// The names of every metric defined here (with the `vigil_` prefix), whether or not it
+    /// has a sample yet.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let all: [&dyn Collector; 15] = [
+            &self.events,
+            &self.rejections,
+            &self.findings,
+            &self.alerts,
+            &self.revocations,
+            &self.duplicates,
+            &self.lag,
+            &self.live_sessions,
+            &self.evictions,
+            &self.restored_records,
+            &self.restoring,
+            &self.latency,
+            &self.commits,
+            &self.assigned,
+            &self.sign_failures,
+        ];
+        let mut names: Vec<String> = all
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| format!("vigil_{}", d.fq_name))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// The registry, for components that export metrics of their own beside these.
     pub fn registry(&self) -> &Registry {
         &self.registry
