@@ -413,3 +413,119 @@ async fn sets_not_delivered_before_a_stop_are_delivered_after_the_restart() {
         Some(5)
     );
 }
+
+/// The `vigil enforce` binary end to end: it signs with the configured key, serves the JWKS
+/// that verifies what it pushed, sends the receiver's auth header, and never writes that
+/// secret to its log, even at debug level with failing pushes to report.
+#[test]
+fn the_binary_pushes_serves_its_jwks_and_never_logs_the_secret() {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+
+    const SECRET: &str = "Bearer SECRET-TOKEN-3f9a";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = setup("enforce-binary");
+    let key = p256::ecdsa::SigningKey::from_bytes(&[3u8; 32].into()).expect("scalar");
+    let key_path = s.dir.join("set.pem");
+    std::fs::write(
+        &key_path,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("write key");
+    let auth_path = s.dir.join("gw.auth");
+    std::fs::write(&auth_path, format!("{SECRET}\n")).expect("write auth");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for p in [&key_path, &auth_path] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+    let receiver = Receiver::start(|n, _| {
+        if n < 2 {
+            Answer::Status(503, "", Duration::ZERO)
+        } else {
+            ACCEPT
+        }
+    });
+    let config = format!(
+        r#"
+[output]
+issuer = "https://vigil.test/"
+signing_key_file = {key:?}
+signing_key_id = "k-bin"
+
+[kafka]
+brokers = "{brokers}"
+inputs = [{{ topic = "vigil.events" }}]
+session_timeout = "6s"
+
+[enforce]
+group_id = "{group}"
+backoff_initial = "20ms"
+backoff_max = "100ms"
+commit_interval = "100ms"
+
+[[enforce.receivers]]
+name = "gw"
+url = "{url}"
+auth_header = {{ file = {auth:?} }}
+"#,
+        key = key_path,
+        brokers = s.brokers,
+        group = support::unique("enforce-bin"),
+        url = receiver.url(),
+        auth = auth_path,
+    );
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..3)
+        .map(|i| (format!("s{i}").into_bytes(), set(&format!("b{i}"))))
+        .collect();
+    rt.block_on(support::produce(
+        &s.brokers,
+        &s.kafka.topics.revocations,
+        &records,
+    ));
+    let mut inst = support::Instance::start_command(&s.dir, "enforce", "enforce", &config, "debug");
+    assert!(
+        inst.wait_ready(Duration::from_secs(30)),
+        "not ready; see {}",
+        s.dir.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.accepted().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "SETs not delivered; see {}",
+            s.dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let response = inst.get("/.well-known/jwks.json").expect("jwks");
+    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let jwks: serde_json::Value = serde_json::from_str(body).expect("jwks json");
+    assert_eq!(jwks["keys"][0]["kid"], "k-bin");
+    assert_eq!(jtis(&receiver.accepted(), &jwks), ["b0", "b1", "b2"]);
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .all(|r| r.auth.as_deref() == Some(SECRET))
+    );
+    assert_eq!(inst.counter("vigil_enforce_deliveries_total"), 3);
+    assert_eq!(inst.terminate(), Some(0), "SIGTERM stops cleanly");
+
+    let log = std::fs::read_to_string(s.dir.join("enforce.log")).expect("log");
+    assert!(
+        log.contains("SET push failed; retrying"),
+        "debug log: {log}"
+    );
+    assert!(
+        !log.contains("SECRET-TOKEN"),
+        "the auth header leaked into the log"
+    );
+    let metrics = inst.get("/metrics").unwrap_or_default();
+    assert!(!metrics.contains("SECRET-TOKEN"));
+}

@@ -162,25 +162,37 @@ pub struct Instance {
 impl Instance {
     /// Starts `vigil run` with `config` (TOML text) in `dir`.
     pub fn start(dir: &std::path::Path, name: &str, config: &str) -> Self {
+        Self::start_command(dir, name, "run", config, "info")
+    }
+
+    /// Starts `vigil <command>` with `config` (TOML text) in `dir`, logging at `log` to
+    /// `dir/<name>.log`.
+    pub fn start_command(
+        dir: &std::path::Path,
+        name: &str,
+        command: &str,
+        config: &str,
+        log: &str,
+    ) -> Self {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).expect("write config");
         let port = free_port();
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+        let log_file = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args([
-                "run",
+                command,
                 "--config",
                 path.to_str().expect("utf-8"),
                 "--metrics-addr",
                 &format!("127.0.0.1:{port}"),
                 "--log",
-                "info",
+                log,
             ])
             .env("VIGIL_TEST_HASH_KEY", "0123456789abcdef0123456789abcdef")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log_file)
             .spawn()
-            .expect("vigil run starts");
+            .expect("vigil starts");
         Self { child, port }
     }
 
