@@ -515,6 +515,9 @@ auth_header = {{ file = {auth:?} }}
             .all(|r| r.auth.as_deref() == Some(SECRET))
     );
     assert_eq!(inst.counter("vigil_enforce_deliveries_total"), 3);
+    let metrics = inst.get("/metrics").expect("metrics");
+    assert!(metrics.contains("vigil_enforce_attempts_total"));
+    assert!(!metrics.contains("SECRET-TOKEN"));
     assert_eq!(inst.terminate(), Some(0), "SIGTERM stops cleanly");
 
     let log = std::fs::read_to_string(s.dir.join("enforce.log")).expect("log");
@@ -526,6 +529,4 @@ auth_header = {{ file = {auth:?} }}
         !log.contains("SECRET-TOKEN"),
         "the auth header leaked into the log"
     );
-    let metrics = inst.get("/metrics").unwrap_or_default();
-    assert!(!metrics.contains("SECRET-TOKEN"));
 }
