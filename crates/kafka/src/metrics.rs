@@ -253,17 +253,26 @@ pub async fn serve(
             let m = metrics.clone();
             let jwks = jwks.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
+                // The request line may arrive in several segments: read up to the end of the
+                // headers (or 8 KiB, or 5 s).
+                let mut buf = Vec::with_capacity(1024);
+                let read_head = async {
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
                 };
-                let req = String::from_utf8_lossy(&buf[..n]);
+                if tokio::time::timeout(std::time::Duration::from_secs(5), read_head)
+                    .await
+                    .is_err()
+                    || buf.is_empty()
+                {
+                    return;
+                }
+                let req = String::from_utf8_lossy(&buf);
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body, ctype) = match path {
                     "/metrics" => ("200 OK", m.render(), "text/plain; version=0.0.4"),
