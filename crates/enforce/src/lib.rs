@@ -431,22 +431,8 @@ pub async fn run(
         pushers.push((r.name.clone(), Pusher::new(r, auth, cfg.request_timeout)));
     }
 
-    let mut cc = base.clone();
-    cc.set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set(
-            "session.timeout.ms",
-            kafka.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (kafka.session_timeout.as_millis() / 6).max(100).to_string(),
-        )
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "10");
+    let cc =
+        vigil_kafka::runtime::group_consumer_config(&base, &cfg.group_id, kafka.session_timeout);
     let consumer: StreamConsumer = cc.create().map_err(|e| RuntimeError::Kafka {
         context: "cannot create the revocations consumer".into(),
         source: e,

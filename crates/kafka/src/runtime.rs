@@ -414,24 +414,9 @@ pub async fn run(
     } else {
         "cooperative-sticky"
     };
-    let mut cc = base.clone();
-    cc.set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", strategy)
-        .set(
-            "session.timeout.ms",
-            cfg.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (cfg.session_timeout.as_millis() / 6).max(100).to_string(),
-        )
-        .set("isolation.level", "read_committed")
-        .set("statistics.interval.ms", "5000")
-        // Latency over request economy: a revocation is worth more than an idle fetch.
-        .set("fetch.wait.max.ms", "10");
+    let mut cc = group_consumer_config(&base, &cfg.group_id, cfg.session_timeout);
+    cc.set("partition.assignment.strategy", strategy)
+        .set("statistics.interval.ms", "5000");
     if let Some(id) = &cfg.group_instance_id {
         cc.set("group.instance.id", id);
     }
@@ -570,6 +555,34 @@ fn producer_flush(p: &FutureProducer) {
     if let Err(e) = p.flush(Duration::from_secs(30)) {
         warn!(error = %e, "Producer flush at shutdown did not complete.");
     }
+}
+
+/// Consumer settings of a Vigil consumer group: manual offset storing and commits, reading
+/// from the earliest offset, read_committed, cooperative-sticky assignment, heartbeats at a
+/// sixth of `session_timeout`, and short fetch waits.
+pub fn group_consumer_config(
+    base: &ClientConfig,
+    group_id: &str,
+    session_timeout: Duration,
+) -> ClientConfig {
+    let mut cc = base.clone();
+    cc.set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (session_timeout.as_millis() / 6).max(100).to_string(),
+        )
+        .set("isolation.level", "read_committed")
+        // Latency over request economy: a revocation is worth more than an idle fetch.
+        .set("fetch.wait.max.ms", "10");
+    cc
 }
 
 /// The partition count of each named topic, or [`RuntimeError::MissingTopic`] for the first
