@@ -88,6 +88,8 @@ pub struct EngineConfig {
     pub detectors: DetectorsConfig,
     /// How findings become actions.
     pub policy: PolicyConfig,
+    /// Session lifetime governance per identity type.
+    pub governance: crate::governance::GovernanceConfig,
 }
 
 /// Bounds on what the engine remembers.

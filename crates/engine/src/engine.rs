@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use vigil_model::{
-    Action, Alert, Endpoint, EventKind, Finding, RejectReason, Rejection, Revocation, SessionEvent,
-    TokenHash,
+    Action, Alert, Anomaly, Endpoint, EventKind, Finding, IdentityType, RejectReason, Rejection,
+    Revocation, SessionEvent, Severity, TokenHash, WindowStats,
 };
 
 use rustc_hash::FxHashSet;
@@ -12,6 +12,7 @@ use rustc_hash::FxHashSet;
 use crate::changelog::StateKey;
 use crate::config::{ConfigError, EngineConfig};
 use crate::detectors::{Ctx, Detector, Network, Observation};
+use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
 use crate::state::{BoundedTable, EvictionCounts, Place, SessionState, hash_str};
 use crate::tokens::{RefreshState, TokenBinding};
@@ -27,6 +28,8 @@ const MAX_SCOPES: usize = 64;
 const RECENT_IDS: usize = 8;
 /// How often (in event time) expired entries are swept.
 const SWEEP_EVERY_MS: i64 = 60_000;
+/// Most child sessions remembered per parent for delegation revocation.
+const MAX_CHILDREN: usize = 32;
 
 /// What processing produced. Reused across events to avoid allocation; the caller drains it.
 #[derive(Debug, Default)]
@@ -86,6 +89,7 @@ pub struct Engine {
     tracking: bool,
     next_sweep: i64,
     findings: Vec<Finding>,
+    governance: GovernanceConfig,
     /// Counters.
     pub stats: EngineStats,
 }
@@ -115,6 +119,42 @@ impl Engine {
                 expected: "no longer than state.absolute_ttl",
             });
         }
+        // The state must still hold a session when its policy says to end it.
+        for ty in IdentityType::ALL {
+            let pol = cfg.governance.policy(ty);
+            let (age_field, idle_field) = match ty {
+                IdentityType::Human => (
+                    "governance.human.max_session_age",
+                    "governance.human.max_idle",
+                ),
+                IdentityType::Workload => (
+                    "governance.workload.max_session_age",
+                    "governance.workload.max_idle",
+                ),
+                IdentityType::Agent => (
+                    "governance.agent.max_session_age",
+                    "governance.agent.max_idle",
+                ),
+            };
+            if let Some(age) = pol.max_session_age
+                && age > st.absolute_ttl
+            {
+                return Err(ConfigError::OutOfRange {
+                    field: age_field,
+                    value: format!("{age:?}"),
+                    expected: "no longer than state.absolute_ttl",
+                });
+            }
+            if let Some(idle) = pol.max_idle
+                && idle > st.idle_ttl
+            {
+                return Err(ConfigError::OutOfRange {
+                    field: idle_field,
+                    value: format!("{idle:?}"),
+                    expected: "no longer than state.idle_ttl",
+                });
+            }
+        }
         let scope_baseline_ms = cfg.detectors.scope_expansion.baseline_period.ms();
         Ok(Self {
             detectors: cfg.detectors.build()?,
@@ -132,6 +172,7 @@ impl Engine {
             tracking: false,
             next_sweep: i64::MIN,
             findings: Vec::new(),
+            governance: cfg.governance.clone(),
             stats: EngineStats::default(),
         })
     }
@@ -183,7 +224,21 @@ impl Engine {
         }
         self.watermark = self.watermark.max(ev.time_ms);
         if self.watermark >= self.next_sweep {
+            self.enforce_lifetimes(self.watermark, out);
             self.sweep(self.watermark);
+        }
+        match ev.kind {
+            EventKind::UserLifecycle => {
+                self.stats.events += 1;
+                self.user_lifecycle(ev, out);
+                return Ok(());
+            }
+            EventKind::TokenExposed => {
+                self.stats.events += 1;
+                self.token_exposed(ev, out);
+                return Ok(());
+            }
+            _ => {}
         }
         let id_hash = hash_str(&ev.source_id);
         if let Some(s) = self.sessions.get(ev.session_id.as_str())
@@ -210,14 +265,17 @@ impl Engine {
             }
         }
 
-        if self.sessions.get(ev.session_id.as_str()).is_none() {
+        let new_session = self.sessions.get(ev.session_id.as_str()).is_none();
+        if new_session {
             self.stats.sessions_created += 1;
-            self.sessions
-                .insert(ev.session_id.as_str().into(), SessionState::new(ev));
+            let mut st = SessionState::new(ev);
+            st.identity = Some(self.identity_of(ev));
+            self.sessions.insert(ev.session_id.as_str().into(), st);
         }
         let findings = std::mem::take(&mut self.findings);
         self.apply_policy(ev, &findings, out);
         self.findings = findings;
+        self.govern(ev, new_session, out);
         self.update_session(ev, &obs);
         self.update_tokens(ev, &obs);
         if self.tracking {
@@ -251,9 +309,383 @@ impl Engine {
         }
     }
 
-    /// Periodic work driven by the runtime's clock when no events arrive: expires idle state.
-    pub fn on_tick(&mut self, now_ms: i64) {
+    /// Periodic work driven by the runtime's clock when no events arrive: revokes sessions
+    /// past their lifetime policy (into `out`) and expires idle state.
+    pub fn on_tick(&mut self, now_ms: i64, out: &mut Output) {
+        self.enforce_lifetimes(now_ms, out);
         self.sweep(now_ms);
+    }
+
+    /// The identity type of a new session: the source's word, else the configured rules.
+    fn identity_of(&self, ev: &SessionEvent) -> IdentityType {
+        ev.identity_type.unwrap_or_else(|| {
+            self.governance.identity.classify(
+                &ev.user_id,
+                ev.client_id.as_deref(),
+                ev.app.as_deref(),
+            )
+        })
+    }
+
+    /// A stand-in event naming a stored session, for revocations that no event of the
+    /// session itself caused. `cause` becomes the source id the revocation id derives from.
+    fn subject_event(sid: &str, st: &SessionState, time_ms: i64, cause: &str) -> SessionEvent {
+        SessionEvent {
+            time_ms,
+            kind: EventKind::Revocation,
+            success: true,
+            session_id: sid.to_owned(),
+            root_session_id: None,
+            parent_session_id: st.parent.as_deref().map(str::to_owned),
+            user_id: st.user_id.to_string(),
+            tenant: st.tenant.as_deref().map(str::to_owned),
+            ip: None,
+            user_agent: None,
+            device_id: None,
+            token: None,
+            refresh_token: None,
+            new_refresh_token: None,
+            scopes: Vec::new(),
+            app: None,
+            client_id: None,
+            geo: vigil_model::Geo::default(),
+            source: vigil_model::SourceFormat::Native,
+            source_id: cause.to_owned(),
+            identity_type: st.identity,
+            lifecycle: None,
+            found_in: None,
+        }
+    }
+
+    /// Revokes session `sid` for `rule` and, transitively, the sessions it minted. Sessions
+    /// already revoked are left alone.
+    fn revoke(
+        &mut self,
+        sid: &str,
+        time_ms: i64,
+        cause: &str,
+        rule: &'static str,
+        reason: String,
+        out: &mut Output,
+    ) {
+        let mut work = vec![(sid.to_owned(), rule, reason)];
+        while let Some((id, rule, reason)) = work.pop() {
+            let Some(st) = self.sessions.get_mut(id.as_str()) else {
+                continue;
+            };
+            if st.revoked {
+                continue;
+            }
+            st.revoked = true;
+            st.ended_at.get_or_insert(time_ms);
+            let children = std::mem::take(&mut st.children);
+            let subject = Self::subject_event(&id, st, time_ms, cause);
+            let text = format!(
+                "Vigil revoked session {id} of user {}: {reason} ({rule}).",
+                st.user_id
+            );
+            self.stats.revocations += 1;
+            out.revocations
+                .push(Revocation::new(&subject, vec![rule], text));
+            if self.tracking {
+                self.dirty.insert(StateKey::Session(id.as_str().into()));
+            }
+            for c in children {
+                work.push((
+                    c.to_string(),
+                    "delegation.parent_ended",
+                    format!("the session that minted it, {id}, was revoked"),
+                ));
+            }
+        }
+    }
+
+    /// Governance for one session event, after the detectors: delegation links, exposed
+    /// tokens, and the lifetime policy of the session's identity type.
+    fn govern(&mut self, ev: &SessionEvent, new_session: bool, out: &mut Output) {
+        let sid = ev.session_id.as_str();
+        if new_session && let Some(p) = ev.parent_session_id.as_deref() {
+            match self.sessions.get_mut(p) {
+                Some(parent) if parent.revoked || parent.ended_at.is_some() => {
+                    let why = format!("the session that minted it, {p}, had already ended");
+                    self.revoke(
+                        sid,
+                        ev.time_ms,
+                        &ev.source_id,
+                        "delegation.parent_ended",
+                        why,
+                        out,
+                    );
+                    return;
+                }
+                Some(parent)
+                    if parent.children.len() < MAX_CHILDREN
+                        && !parent.children.iter().any(|c| **c == *sid) =>
+                {
+                    parent.children.push(sid.into());
+                    if self.tracking {
+                        self.dirty.insert(StateKey::Session(p.into()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(st) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if (ev.kind.ends_session() || st.revoked) && !st.children.is_empty() {
+            let children = std::mem::take(&mut st.children);
+            for c in children {
+                let why = format!("the session that minted it, {sid}, ended");
+                self.revoke(
+                    &c,
+                    ev.time_ms,
+                    &ev.source_id,
+                    "delegation.parent_ended",
+                    why,
+                    out,
+                );
+            }
+        }
+        let Some(st) = self.sessions.get(sid) else {
+            return;
+        };
+        if st.revoked || st.ended_at.is_some() || !ev.success {
+            return;
+        }
+        if let Some(t) = ev.token
+            && let Some(at) = self.tokens.get(&t).and_then(|b| b.exposed_at)
+        {
+            let when = vigil_model::time::format_rfc3339(at);
+            self.exposure_alert(
+                ev,
+                "Exposed token used",
+                format!("A token reported exposed at {when} was used by session {sid}."),
+                ev.found_in.as_deref(),
+                out,
+            );
+            let why = format!("it used a token reported exposed at {when}");
+            self.revoke(
+                sid,
+                ev.time_ms,
+                &ev.source_id,
+                "token_exposed.used",
+                why,
+                out,
+            );
+            return;
+        }
+        let ty = st.identity.unwrap_or(IdentityType::Human);
+        let pol = self.governance.policy(ty);
+        let (age, idle) = (ev.time_ms - st.first_seen, ev.time_ms - st.last_seen);
+        let mut broken: Option<(Limit, String)> = None;
+        if let Some(max) = pol.max_session_age
+            && age > max.ms()
+        {
+            broken = Some((
+                Limit::SessionAge,
+                format!("the session is {} old, beyond {:?}", human_ms(age), max),
+            ));
+        } else if let Some(max) = pol.max_idle
+            && idle > max.ms()
+        {
+            broken = Some((
+                Limit::Idle,
+                format!("the session was idle {}, beyond {:?}", human_ms(idle), max),
+            ));
+        } else if let Some(max) = pol.max_token_lifetime
+            && let Some(t) = ev.token
+            && let Some(b) = self.tokens.get(&t)
+            && ev.time_ms - b.first_seen > max.ms()
+        {
+            broken = Some((
+                Limit::TokenLifetime,
+                format!(
+                    "its token has been in use {}, beyond {:?}",
+                    human_ms(ev.time_ms - b.first_seen),
+                    max
+                ),
+            ));
+        } else if let Some(scope) = pol.disallowed(&ev.scopes) {
+            broken = Some((
+                Limit::Scopes,
+                format!(
+                    "scope {scope:?} is not allowed for {} sessions",
+                    ty.as_str()
+                ),
+            ));
+        }
+        if let Some((limit, why)) = broken {
+            let rule = limit.rule(ty);
+            self.revoke(sid, ev.time_ms, &ev.source_id, rule, why, out);
+        }
+    }
+
+    /// Revokes live sessions past their type's age or idle limit, as of `now`. Scans the
+    /// sessions only when such a limit is configured.
+    fn enforce_lifetimes(&mut self, now: i64, out: &mut Output) {
+        let g = &self.governance;
+        if IdentityType::ALL
+            .iter()
+            .all(|t| g.policy(*t).max_session_age.is_none() && g.policy(*t).max_idle.is_none())
+        {
+            return;
+        }
+        let mut due: Vec<(String, Limit, IdentityType, String)> = Vec::new();
+        for (id, st) in self.sessions.iter() {
+            if st.revoked || st.ended_at.is_some() {
+                continue;
+            }
+            let ty = st.identity.unwrap_or(IdentityType::Human);
+            let pol = g.policy(ty);
+            let (age, idle) = (now - st.first_seen, now - st.last_seen);
+            if let Some(max) = pol.max_session_age
+                && age > max.ms()
+            {
+                due.push((
+                    id.to_string(),
+                    Limit::SessionAge,
+                    ty,
+                    format!(
+                        "the session reached {} of age, beyond {:?}",
+                        human_ms(age),
+                        max
+                    ),
+                ));
+            } else if let Some(max) = pol.max_idle
+                && idle > max.ms()
+            {
+                due.push((
+                    id.to_string(),
+                    Limit::Idle,
+                    ty,
+                    format!(
+                        "the session has been idle {}, beyond {:?}",
+                        human_ms(idle),
+                        max
+                    ),
+                ));
+            }
+        }
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, limit, ty, why) in due {
+            let rule = limit.rule(ty);
+            self.revoke(&id, now, rule, rule, why, out);
+        }
+    }
+
+    /// Every live session of the user ends when the account is deactivated, suspended,
+    /// deleted, reset or its credentials change.
+    fn user_lifecycle(&mut self, ev: &SessionEvent, out: &mut Output) {
+        let Some(change) = ev.lifecycle else {
+            return;
+        };
+        if !ev.success {
+            return;
+        }
+        let mut victims: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                *s.user_id == *ev.user_id
+                    && !s.revoked
+                    && s.ended_at.is_none()
+                    && (ev.tenant.is_none() || s.tenant.as_deref() == ev.tenant.as_deref())
+            })
+            .map(|(k, _)| k.to_string())
+            .collect();
+        victims.sort();
+        let rule = lifecycle_rule(change);
+        for v in victims {
+            let why = format!("the user's account change ({})", change.as_str());
+            self.revoke(&v, ev.time_ms, &ev.source_id, rule, why, out);
+        }
+    }
+
+    /// A token found exposed: the session holding it is revoked at once with a critical
+    /// alert; a token that is not live is remembered so any later use is revoked.
+    fn token_exposed(&mut self, ev: &SessionEvent, out: &mut Output) {
+        let Some(t) = ev.token else {
+            return;
+        };
+        let found = ev.found_in.as_deref().unwrap_or("an unnamed place");
+        if self.tracking {
+            self.dirty.insert(StateKey::Token(t));
+        }
+        let holder = match self.tokens.get_mut(&t) {
+            Some(b) => {
+                b.exposed_at.get_or_insert(ev.time_ms);
+                b.last_seen = b.last_seen.max(ev.time_ms);
+                Some(b.session_id.to_string())
+            }
+            None => {
+                self.tokens.insert(
+                    t,
+                    TokenBinding {
+                        session_id: "".into(),
+                        device: 0,
+                        ua: None,
+                        first_seen: ev.time_ms,
+                        last_seen: ev.time_ms,
+                        ended_at: None,
+                        exposed_at: Some(ev.time_ms),
+                    },
+                );
+                None
+            }
+        };
+        let Some(sid) = holder else {
+            return;
+        };
+        let Some(st) = self.sessions.get(sid.as_str()) else {
+            return;
+        };
+        if st.revoked || st.ended_at.is_some() {
+            return;
+        }
+        let subject = Self::subject_event(&sid, st, ev.time_ms, &ev.source_id);
+        self.exposure_alert(
+            &subject,
+            "Live session token exposed",
+            format!("A token of live session {sid} was found exposed in {found}."),
+            Some(found),
+            out,
+        );
+        let why = format!("its token was found exposed in {found}");
+        self.revoke(&sid, ev.time_ms, &ev.source_id, "token_exposed", why, out);
+    }
+
+    fn exposure_alert(
+        &mut self,
+        subject: &SessionEvent,
+        title: &str,
+        detail: String,
+        found_in: Option<&str>,
+        out: &mut Output,
+    ) {
+        let finding = Finding {
+            detector: "token_exposure",
+            confidence: 100,
+            severity: Severity::Critical,
+            title: title.to_owned(),
+            detail,
+            before: None,
+            after: None,
+            anomalies: vec![Anomaly {
+                parameter: "found_in",
+                baseline: "not exposed".into(),
+                observed: found_in.unwrap_or("unknown").to_owned(),
+            }],
+        };
+        *self.stats.findings.entry("token_exposure").or_default() += 1;
+        self.stats.alerts += 1;
+        out.alerts.push(Alert::new(
+            subject,
+            finding,
+            Action::Revoke,
+            WindowStats::default(),
+            100,
+        ));
     }
 
     fn sweep(&mut self, now: i64) {
@@ -446,6 +878,7 @@ impl Engine {
                             first_seen: ev.time_ms,
                             last_seen: ev.time_ms,
                             ended_at: ended,
+                            exposed_at: None,
                         },
                     );
                 }
@@ -508,5 +941,48 @@ impl Engine {
                 },
             );
         }
+    }
+}
+
+/// Which lifetime limit a session broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Limit {
+    SessionAge,
+    Idle,
+    TokenLifetime,
+    Scopes,
+}
+
+impl Limit {
+    /// The rule name in revocations: `policy.<type>.<limit>`.
+    fn rule(self, ty: IdentityType) -> &'static str {
+        use IdentityType::{Agent, Human, Workload};
+        match (ty, self) {
+            (Human, Limit::SessionAge) => "policy.human.max_session_age",
+            (Human, Limit::Idle) => "policy.human.max_idle",
+            (Human, Limit::TokenLifetime) => "policy.human.max_token_lifetime",
+            (Human, Limit::Scopes) => "policy.human.allowed_scopes",
+            (Workload, Limit::SessionAge) => "policy.workload.max_session_age",
+            (Workload, Limit::Idle) => "policy.workload.max_idle",
+            (Workload, Limit::TokenLifetime) => "policy.workload.max_token_lifetime",
+            (Workload, Limit::Scopes) => "policy.workload.allowed_scopes",
+            (Agent, Limit::SessionAge) => "policy.agent.max_session_age",
+            (Agent, Limit::Idle) => "policy.agent.max_idle",
+            (Agent, Limit::TokenLifetime) => "policy.agent.max_token_lifetime",
+            (Agent, Limit::Scopes) => "policy.agent.allowed_scopes",
+        }
+    }
+}
+
+/// The rule name of a lifecycle revocation.
+fn lifecycle_rule(change: vigil_model::LifecycleChange) -> &'static str {
+    use vigil_model::LifecycleChange as L;
+    match change {
+        L::Deactivated => "lifecycle.deactivated",
+        L::Suspended => "lifecycle.suspended",
+        L::Deleted => "lifecycle.deleted",
+        L::PasswordReset => "lifecycle.password_reset",
+        L::MfaReset => "lifecycle.mfa_reset",
+        L::CredentialsChanged => "lifecycle.credentials_changed",
     }
 }

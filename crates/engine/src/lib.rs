@@ -32,6 +32,7 @@ pub mod config;
 pub mod detectors;
 pub mod engine;
 pub mod geo;
+pub mod governance;
 pub mod policy;
 pub mod state;
 pub mod tokens;

@@ -95,6 +95,15 @@ pub struct SessionState {
     /// redelivers the uncommitted tail after a crash or rebalance) is recognised and skipped.
     #[serde(default)]
     pub recent_ids: Vec<u64>,
+    /// The kind of identity holding the session (see [`crate::governance`]).
+    #[serde(default)]
+    pub identity: Option<vigil_model::IdentityType>,
+    /// The session that minted this one (delegation), when known.
+    #[serde(default)]
+    pub parent: Option<Box<str>>,
+    /// Sessions this one minted, held here (bounded), revoked when it ends.
+    #[serde(default)]
+    pub children: Vec<Box<str>>,
 }
 
 impl SessionState {
@@ -124,6 +133,9 @@ impl SessionState {
             recent_findings: Vec::new(),
             last_endpoint: Endpoint::default(),
             recent_ids: Vec::new(),
+            identity: ev.identity_type,
+            parent: ev.parent_session_id.as_deref().map(Into::into),
+            children: Vec::new(),
         }
     }
 

@@ -23,6 +23,9 @@ pub struct TokenBinding {
     pub last_seen: i64,
     /// When the owning session ended (logout/revocation), if it did.
     pub ended_at: Option<i64>,
+    /// When the token was reported exposed; any later use is replay.
+    #[serde(default)]
+    pub exposed_at: Option<i64>,
 }
 
 impl Aged for TokenBinding {

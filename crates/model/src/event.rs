@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::token::TokenHash;
 
@@ -24,11 +24,19 @@ pub enum EventKind {
     Logout,
     /// The IdP or an administrator revoked the session.
     Revocation,
+    /// The user's account changed in a way that must end every live session: deactivated,
+    /// suspended, deleted, password or MFA reset, credentials changed
+    /// ([`SessionEvent::lifecycle`] says which). Not tied to one session.
+    UserLifecycle,
+    /// A token was found exposed (secret scanner, ticket or chat DLP hook): its keyed hash is
+    /// in [`SessionEvent::token`], where it was found in [`SessionEvent::found_in`]. Not tied
+    /// to one session.
+    TokenExposed,
 }
 
 impl EventKind {
     /// All kinds, in schema order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         Self::SessionStart,
         Self::TokenIssued,
         Self::TokenRefreshed,
@@ -36,6 +44,8 @@ impl EventKind {
         Self::Mfa,
         Self::Logout,
         Self::Revocation,
+        Self::UserLifecycle,
+        Self::TokenExposed,
     ];
 
     /// The schema name of the kind (`session_start`, ...).
@@ -48,6 +58,8 @@ impl EventKind {
             Self::Mfa => "mfa",
             Self::Logout => "logout",
             Self::Revocation => "revocation",
+            Self::UserLifecycle => "user_lifecycle",
+            Self::TokenExposed => "token_exposed",
         }
     }
 
@@ -59,6 +71,90 @@ impl EventKind {
     /// Whether the kind ends the session.
     pub fn ends_session(self) -> bool {
         matches!(self, Self::Logout | Self::Revocation)
+    }
+
+    /// Whether the event belongs to one session (everything but account lifecycle changes and
+    /// token exposures, which concern a user or a token wherever they live).
+    pub fn is_session_event(self) -> bool {
+        !matches!(self, Self::UserLifecycle | Self::TokenExposed)
+    }
+}
+
+/// What kind of identity holds a session; lifetime policy differs per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityType {
+    /// A person.
+    Human,
+    /// A service account or workload identity.
+    Workload,
+    /// An AI agent or other delegated automation acting for someone.
+    Agent,
+}
+
+impl IdentityType {
+    /// Every type.
+    pub const ALL: [IdentityType; 3] = [Self::Human, Self::Workload, Self::Agent];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Human => "human",
+            Self::Workload => "workload",
+            Self::Agent => "agent",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An account change after which none of the user's sessions may live on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleChange {
+    /// The account was deactivated.
+    Deactivated,
+    /// The account was suspended.
+    Suspended,
+    /// The account was deleted.
+    Deleted,
+    /// The password was reset by an administrator or the user.
+    PasswordReset,
+    /// The MFA factors were reset.
+    MfaReset,
+    /// Other credentials changed (password changed, factor removed, keys rotated).
+    CredentialsChanged,
+}
+
+impl LifecycleChange {
+    /// Every change.
+    pub const ALL: [LifecycleChange; 6] = [
+        Self::Deactivated,
+        Self::Suspended,
+        Self::Deleted,
+        Self::PasswordReset,
+        Self::MfaReset,
+        Self::CredentialsChanged,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deactivated => "deactivated",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+            Self::PasswordReset => "password_reset",
+            Self::MfaReset => "mfa_reset",
+            Self::CredentialsChanged => "credentials_changed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -176,4 +272,11 @@ pub struct SessionEvent {
     pub source: SourceFormat,
     /// The id of the source record (Okta `uuid`, Entra `id`, OCSF `metadata.uid`, ...).
     pub source_id: String,
+    /// The kind of identity holding the session, when the source says (native
+    /// `identity_type`); otherwise the engine's identity rules decide.
+    pub identity_type: Option<IdentityType>,
+    /// For [`EventKind::UserLifecycle`]: what changed.
+    pub lifecycle: Option<LifecycleChange>,
+    /// For [`EventKind::TokenExposed`]: where the token was found (a URL, ticket id, repo path).
+    pub found_in: Option<String>,
 }

@@ -25,7 +25,7 @@ pub mod reject;
 pub mod time;
 pub mod token;
 
-pub use event::{EventKind, Geo, SessionEvent, SourceFormat};
+pub use event::{EventKind, Geo, IdentityType, LifecycleChange, SessionEvent, SourceFormat};
 pub use output::{
     Action, Alert, Anomaly, Endpoint, Finding, Revocation, Severity, Subject, WindowStats,
 };

@@ -2,4 +2,5 @@
 //! why, and valid records keep their fields.
 
 mod corpus;
+mod governance;
 mod properties;

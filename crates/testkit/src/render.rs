@@ -75,8 +75,10 @@ impl Format {
 
     /// Whether the format can express an event of this kind.
     pub fn supports(self, kind: EventKind) -> bool {
-        // Entra sign-in logs record token issuance only; sign-outs are in audit logs.
+        // Entra sign-in logs record token issuance only; sign-outs are in audit logs. The
+        // story renders account changes and token exposures in the native schema only.
         !(self == Self::Entra && kind.ends_session())
+            && (kind.is_session_event() || self == Self::Native)
     }
 }
 
@@ -143,6 +145,9 @@ impl EventSpec {
             EventKind::TokenIssued | EventKind::TokenRefreshed => {
                 "app.oauth2.as.token.grant.access_token"
             }
+            // Not rendered in this format (see `Format::supports`).
+            EventKind::UserLifecycle => "user.lifecycle.deactivate",
+            EventKind::TokenExposed => "security.threat.detected",
         };
         let mut targets = vec![json!({
             "id": "0oa1app", "type": "AppInstance", "alternateId": self.app, "displayName": self.app

@@ -81,8 +81,11 @@ impl TokenReplay {
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let ev = ctx.ev;
         let grace = self.cfg.after_end_grace.ms();
+        // A binding with no session is a token reported exposed before any use; governance
+        // handles its use (see crate::governance).
         if let Some(tok) = ev.token
             && let Some(b) = ctx.tokens.get(&tok)
+            && !b.session_id.is_empty()
         {
             {
                 let hit = if *b.session_id != *ev.session_id {

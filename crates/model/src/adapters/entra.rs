@@ -155,5 +155,8 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         geo,
         source: SourceFormat::Entra,
         source_id,
+        identity_type: None,
+        lifecycle: None,
+        found_in: None,
     })
 }

@@ -143,5 +143,8 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         geo,
         source: SourceFormat::Ocsf,
         source_id: req_str(v, &["metadata", "uid"], "metadata.uid")?.to_owned(),
+        identity_type: None,
+        lifecycle: None,
+        found_in: None,
     })
 }

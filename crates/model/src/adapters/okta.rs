@@ -6,17 +6,78 @@
 //! `debugContext.debugData.dtHash` (or `deviceFingerprint`) → device; `grantedScopes` →
 //! scopes; targets of type `access_token`/`refresh_token`/`id_token` → token ids (hashed);
 //! `uuid` → source id.
+//!
+//! Account lifecycle events (`user.lifecycle.deactivate`, `.suspend`, `.delete.*`,
+//! `user.account.reset_password`, `user.account.update_password`,
+//! `user.mfa.factor.reset_all`, `user.mfa.factor.deactivate`) become
+//! [`EventKind::UserLifecycle`] for the target `User` (the actor is usually an administrator);
+//! they carry no session.
 
 use serde_json::Value;
 
 use super::AdapterContext;
 use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};
-use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
+use crate::event::{EventKind, Geo, LifecycleChange, SessionEvent, SourceFormat};
 use crate::reject::{RejectReason, Rejection};
 
 /// Whether a record looks like an Okta `LogEvent`.
 pub fn detect(v: &Value) -> bool {
     v.get("eventType").is_some() && v.get("published").is_some()
+}
+
+/// The account change an Okta `eventType` reports, if it is one that ends every session.
+fn lifecycle_of(event_type: &str) -> Option<LifecycleChange> {
+    Some(match event_type {
+        "user.lifecycle.deactivate" => LifecycleChange::Deactivated,
+        "user.lifecycle.suspend" => LifecycleChange::Suspended,
+        t if t.starts_with("user.lifecycle.delete") => LifecycleChange::Deleted,
+        "user.account.reset_password" => LifecycleChange::PasswordReset,
+        "user.mfa.factor.reset_all" => LifecycleChange::MfaReset,
+        "user.account.update_password" | "user.mfa.factor.deactivate" => {
+            LifecycleChange::CredentialsChanged
+        }
+        _ => return None,
+    })
+}
+
+/// Maps an Okta account lifecycle event: the user is the `User` target.
+fn parse_lifecycle(v: &Value, change: LifecycleChange) -> Result<SessionEvent, Rejection> {
+    let user = get(v, &["target"])
+        .and_then(Value::as_array)
+        .and_then(|ts| {
+            ts.iter()
+                .find(|t| t.get("type").and_then(Value::as_str) == Some("User"))
+        })
+        .and_then(|t| t.get("id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Rejection::missing("target[type=User].id"))?;
+    Ok(SessionEvent {
+        time_ms: req_time(v, &["published"], "published")?,
+        kind: EventKind::UserLifecycle,
+        success: opt_str(v, &["outcome", "result"], "outcome.result")?
+            .is_none_or(|r| r == "SUCCESS"),
+        session_id: String::new(),
+        root_session_id: None,
+        parent_session_id: None,
+        user_id: user.to_owned(),
+        tenant: opt_str(v, &["tenant"], "tenant")?.map(str::to_owned),
+        ip: opt_ip(v, &["client", "ipAddress"], "client.ipAddress")?,
+        user_agent: None,
+        device_id: None,
+        token: None,
+        refresh_token: None,
+        new_refresh_token: None,
+        scopes: Vec::new(),
+        app: None,
+        client_id: None,
+        geo: Geo::default(),
+        source: SourceFormat::Okta,
+        source_id: opt_id(v, &["uuid"], "uuid")?.ok_or_else(|| Rejection::missing("uuid"))?,
+        identity_type: None,
+        lifecycle: Some(change),
+        found_in: None,
+    })
 }
 
 /// Which Vigil event kind an Okta `eventType` is, if Vigil uses it at all.
@@ -62,6 +123,9 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
             None => Ok(None),
         }
     };
+    if let Some(change) = lifecycle_of(event_type) {
+        return parse_lifecycle(v, change);
+    }
     let grant_type = dbg_str("grantType", "debugContext.debugData.grantType")?;
     let kind = kind_of(event_type, grant_type).ok_or_else(|| {
         Rejection::field(
@@ -193,5 +257,8 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         geo,
         source: SourceFormat::Okta,
         source_id: opt_id(v, &["uuid"], "uuid")?.ok_or_else(|| Rejection::missing("uuid"))?,
+        identity_type: None,
+        lifecycle: None,
+        found_in: None,
     })
 }
