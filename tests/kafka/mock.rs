@@ -9,11 +9,20 @@ use vigil_kafka::worker::Shared;
 
 use crate::support::{self, Out};
 
-fn shared_builder(geo: vigil_geo::GeoDb, input: String) -> vigil_kafka::runtime::RunParts {
-    let metrics = Metrics::new();
-    // story_split sends each attack's last step after everything else.
+/// The engine settings of these tests: story_split sends each attack's last step after
+/// everything else, so late events are accepted.
+fn engine_config() -> vigil_engine::EngineConfig {
     let mut engine = vigil_engine::EngineConfig::default();
     engine.state.out_of_order_grace = vigil_engine::HumanDuration::secs(86_400);
+    engine
+}
+
+fn shared_builder(
+    geo: vigil_geo::GeoDb,
+    input: String,
+    engine: vigil_engine::EngineConfig,
+) -> vigil_kafka::runtime::RunParts {
+    let metrics = Metrics::new();
     vigil_kafka::runtime::RunParts {
         build_shared: Box::new(move |producer, metrics, restore_client| Shared {
             producer,
@@ -27,6 +36,7 @@ fn shared_builder(geo: vigil_geo::GeoDb, input: String) -> vigil_kafka::runtime:
             audience: "urn:test".into(),
             metrics,
             restore_client,
+            inputs: Vec::new(),
         }),
         metrics,
     }
@@ -45,6 +55,11 @@ struct Running {
 
 /// Starts a mock cluster with the runtime's topics (`partitions` each) and the runtime on it.
 fn start(partitions: i32) -> Running {
+    start_with(partitions, engine_config())
+}
+
+/// [`start`] with these engine settings.
+fn start_with(partitions: i32, engine: vigil_engine::EngineConfig) -> Running {
     let mock = MockCluster::new(1).expect("mock cluster");
     let brokers = mock.bootstrap_servers();
     let input = "vigil.events".to_owned();
@@ -62,7 +77,7 @@ fn start(partitions: i32) -> Running {
     let mut geo = vigil_geo::GeoDb::new(1000);
     geo.add("test", vigil_testkit::geoip::test_database())
         .expect("geo");
-    let parts = shared_builder(geo, input.clone());
+    let parts = shared_builder(geo, input.clone(), engine);
     let metrics = parts.metrics.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let run = tokio::spawn(async move {
@@ -248,6 +263,125 @@ fn rekey_keys_records_by_user() {
             }
         }
         assert_eq!(broken, 1);
+        drop(mock);
+    });
+}
+
+/// Governance through the runtime, with inputs keyed by session so one user's sessions live
+/// on several partitions: an account deactivation read on one partition revokes the user's
+/// sessions on every partition (it is broadcast to them), a token exposure reaches the
+/// partition holding the token (critical alert and revocation), and an agent session that
+/// goes quiet is revoked by the idle policy with no further event.
+#[test]
+fn account_changes_and_exposures_reach_every_partition() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut engine = engine_config();
+        engine.governance = toml::from_str(
+            r#"
+            [identity]
+            agent_clients = ["mcp-*"]
+            [agent]
+            max_idle = "3s"
+            "#,
+        )
+        .expect("governance config");
+        let Running { mock, brokers, input, topics, metrics, stop, run } = start_with(4, engine);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let rec = |id: &str, dt: i64, body: &str| {
+            format!(r#"{{"id":"{id}","time":{},"tenant":"acme","ip":"91.64.1.1",{body}}}"#, now + dt)
+        };
+        let mut records: Vec<(i32, String, String)> = Vec::new();
+        for i in 0..6 {
+            let s = format!("s-alice-{i}");
+            records.push((i % 4, s.clone(), rec(&format!("a{i}"), 0, &format!(r#""kind":"session_start","session_id":"{s}","user_id":"alice""#))));
+        }
+        records.push((0, "s-bob".into(), rec("b1", 0, r#""kind":"session_start","session_id":"s-bob","user_id":"bob""#)));
+        records.push((3, "s-carol".into(), rec("c1", 0, r#""kind":"token_issued","session_id":"s-carol","user_id":"carol","token_id":"tok-carol""#)));
+        records.push((1, "s-agent".into(), rec("g1", 0, r#""kind":"session_start","session_id":"s-agent","user_id":"dora","client_id":"mcp-assistant""#)));
+        records.push((2, "alice".into(), rec("l1", 100, r#""kind":"user_lifecycle","user_id":"alice","lifecycle":"deactivated""#)));
+        records.push((0, "tok".into(), rec("x1", 100, r#""kind":"token_exposed","token_id":"tok-carol","found_in":"SEC-42""#)));
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("producer");
+        for (p, key, value) in &records {
+            producer
+                .send(FutureRecord::to(&input).partition(*p).key(key).payload(value), Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produced");
+        }
+
+        let mut want: std::collections::BTreeSet<String> = (0..6).map(|i| format!("s-alice-{i}")).collect();
+        want.insert("s-carol".into());
+        want.insert("s-agent".into());
+        let b = brokers.clone();
+        let t = topics.revocations.clone();
+        let n = want.len();
+        let revs = tokio::task::spawn_blocking(move || {
+            support::read_until(&b, &t, 4, Duration::from_secs(60), |o| support::revoked_sessions(o).len() >= n)
+        })
+        .await
+        .expect("reader");
+        let b = brokers.clone();
+        let t = topics.alerts.clone();
+        let alerts = tokio::task::spawn_blocking(move || support::read_until(&b, &t, 4, Duration::from_secs(10), |o| !o.is_empty()))
+            .await
+            .expect("reader");
+        // Settle, so a late wrong revocation (bob) would be seen.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = brokers.clone();
+        let t = topics.revocations.clone();
+        let all = tokio::task::spawn_blocking(move || support::read_until(&b, &t, 4, Duration::from_secs(2), |_| false))
+            .await
+            .expect("reader");
+        let b = brokers.clone();
+        let i = input.clone();
+        let inputs = tokio::task::spawn_blocking(move || support::read_until(&b, &i, 4, Duration::from_secs(3), |_| false))
+            .await
+            .expect("reader");
+        let _ = stop.send(());
+        run.await.expect("join").expect("runtime stopped cleanly");
+
+        assert_eq!(support::revoked_sessions(&revs), want);
+        assert_eq!(support::revoked_sessions(&all), want, "bob keeps his session");
+        let reason = |o: &Out| {
+            o.value["events"]["https://schemas.openid.net/secevent/caep/event-type/session-revoked"]["reason_admin"]["en"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for o in &all {
+            let sid = o.value["sub_id"]["session"]["id"].as_str().unwrap_or_default();
+            let why = reason(o);
+            let rule = if sid.starts_with("s-alice") {
+                "lifecycle.deactivated"
+            } else if sid == "s-carol" {
+                "(token_exposed)"
+            } else {
+                "policy.agent.max_idle"
+            };
+            assert!(why.contains(rule), "{sid}: {why}");
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].value["finding_info"]["title"], "Live session token exposed");
+        assert_eq!(alerts[0].value["severity"], "Critical");
+        let copies = inputs
+            .iter()
+            .filter(|o| o.headers.contains_key(vigil_kafka::worker::BROADCAST_HEADER))
+            .count();
+        assert_eq!(copies, 6, "each of the two records is copied to the 3 other partitions");
+        assert_eq!(metrics.rejected_total(), 0);
         drop(mock);
     });
 }

@@ -131,6 +131,7 @@ pub fn run_parts(
             audience,
             metrics,
             restore_client,
+            inputs: Vec::new(),
         }),
         metrics,
     })

@@ -345,7 +345,7 @@ pub async fn run(
         ));
     }
     let base = client_config(cfg)?;
-    check_topics(&base, cfg)?;
+    let input_partitions = check_topics(&base, cfg)?;
 
     let mut pc = base.clone();
     for (k, v) in crate::delivery::PRODUCER_SETTINGS {
@@ -385,11 +385,9 @@ pub async fn run(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
     let metrics = parts.metrics.clone();
-    let shared = Arc::new((parts.build_shared)(
-        producer.clone(),
-        metrics.clone(),
-        restore,
-    ));
+    let mut shared = (parts.build_shared)(producer.clone(), metrics.clone(), restore);
+    shared.inputs = input_partitions;
+    let shared = Arc::new(shared);
 
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
@@ -487,6 +485,9 @@ pub async fn run(
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
                     timestamp_ms: m.timestamp().to_millis(),
+                    broadcast: m.headers().is_some_and(|h| {
+                        rdkafka::message::Headers::iter(h).any(|x| x.key == crate::worker::BROADCAST_HEADER)
+                    }),
                 };
                 drop(m);
                 if tx.send(Command::Record(rec)).await.is_err() {
@@ -615,8 +616,11 @@ pub fn partition_counts(
 }
 
 /// Checks that every configured topic exists and that inputs and the changelog are
-/// co-partitioned.
-fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeError> {
+/// co-partitioned; returns each input topic with its partition count.
+fn check_topics(
+    base: &ClientConfig,
+    cfg: &KafkaConfig,
+) -> Result<Vec<(String, i32)>, RuntimeError> {
     let t = &cfg.topics;
     let names: Vec<&str> = cfg
         .inputs
@@ -649,7 +653,10 @@ fn check_topics(base: &ClientConfig, cfg: &KafkaConfig) -> Result<(), RuntimeErr
             t.changelog
         )));
     }
-    Ok(())
+    Ok(per_input
+        .into_iter()
+        .map(|(t, c)| (t, i32::try_from(c).unwrap_or(i32::MAX)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -48,7 +48,14 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Client settings for the changelog reader used at restore.
     pub restore_client: ClientConfig,
+    /// Input topics and their partition counts, for broadcasting account changes and token
+    /// exposures to every partition (filled in by the runtime from the brokers' metadata).
+    pub inputs: Vec<(String, i32)>,
 }
+
+/// Header marking a copy of an account-change or token-exposure record that Vigil broadcast
+/// to the other partitions of its input topic; copies are not broadcast again.
+pub const BROADCAST_HEADER: &str = "vigil.broadcast";
 
 /// A consumed record, copied out of the consumer's buffer.
 #[derive(Debug)]
@@ -65,6 +72,8 @@ pub struct Incoming {
     pub payload: Option<Vec<u8>>,
     /// Kafka timestamp, epoch ms.
     pub timestamp_ms: Option<i64>,
+    /// Whether this is a broadcast copy ([`BROADCAST_HEADER`]).
+    pub broadcast: bool,
 }
 
 /// What a partition task reports at a flush: the next offset to commit per input topic.
@@ -109,6 +118,8 @@ struct Task {
     changes: Vec<(StateKey, Option<StateValue>)>,
     stats_seen: vigil_engine::EngineStats,
     evictions_seen: vigil_engine::state::EvictionCounts,
+    /// When the last record arrived, for [`Task::tick`].
+    last_event: std::time::Instant,
 }
 
 /// Spawns the task for `partition`: restore, then `ready` is sent, then records flow.
@@ -136,6 +147,7 @@ pub fn spawn(
             changes: Vec::new(),
             stats_seen: Default::default(),
             evictions_seen: Default::default(),
+            last_event: std::time::Instant::now(),
             shared,
         };
         task.run(rx, ready, fatal).await;
@@ -228,10 +240,19 @@ impl Task {
                 RejectReason::MissingField,
                 "record has no value",
             )),
-            Some(bytes) => parse_record(bytes, format, &self.shared.adapter).and_then(|mut ev| {
+            Some(bytes) => parse_record(bytes, format, &self.shared.adapter).map(|mut ev| {
                 self.geo.enrich(&mut ev);
-                self.engine.process(&ev, &mut self.out)
+                ev
             }),
+        };
+        let result = match result {
+            Ok(ev) => {
+                if !ev.kind.is_session_event() && !r.broadcast {
+                    self.broadcast(&r).await?;
+                }
+                self.engine.process(&ev, &mut self.out)
+            }
+            Err(e) => Err(e),
         };
         if let Err(rej) = result {
             self.shared
@@ -242,6 +263,21 @@ impl Task {
             debug!(partition = r.partition, offset = r.offset, reason = %rej.reason, "Event rejected.");
             self.dead_letter(&r, &rej).await?;
         }
+        self.last_event = std::time::Instant::now();
+        let now = self.emit().await?;
+        if let Some(ts) = r.timestamp_ms {
+            self.shared
+                .metrics
+                .latency
+                .observe(((now - ts).max(0) as f64) / 1000.0);
+        }
+        self.next_offsets.insert(r.topic, r.offset + 1);
+        Ok(())
+    }
+
+    /// Sends what the engine produced (alerts, revocations); returns the wall-clock time in
+    /// epoch ms used as the SETs' `iat`.
+    async fn emit(&mut self) -> Result<i64, RuntimeError> {
         let mut outputs = std::mem::take(&mut self.out);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -298,13 +334,52 @@ impl Task {
             .await?;
         }
         self.out = outputs;
-        if let Some(ts) = r.timestamp_ms {
-            self.shared
-                .metrics
-                .latency
-                .observe(((now - ts).max(0) as f64) / 1000.0);
+        Ok(now)
+    }
+
+    /// Lifetime policy for sessions that went quiet: when the partition has had no event for
+    /// a while, event time is advanced by the wall-clock time since the last event (never
+    /// the wall clock itself, so a backlog of old events does not look idle).
+    async fn tick(&mut self) -> Result<(), RuntimeError> {
+        let quiet = self.last_event.elapsed();
+        if quiet < std::time::Duration::from_secs(1) {
+            return Ok(());
         }
-        self.next_offsets.insert(r.topic, r.offset + 1);
+        let Some(wm) = self.engine.watermark() else {
+            return Ok(());
+        };
+        let now = wm.saturating_add(i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX));
+        self.engine.on_tick(now, &mut self.out);
+        if !self.out.alerts.is_empty() || !self.out.revocations.is_empty() {
+            self.emit().await?;
+        }
+        Ok(())
+    }
+
+    /// Copies an account-change or token-exposure record to every other partition of its
+    /// topic: the sessions of a user, or the session holding a token, may live on any
+    /// partition when inputs are not keyed by user. The copies are acknowledged before this
+    /// record's offset is committed, like every output.
+    async fn broadcast(&mut self, r: &Incoming) -> Result<(), RuntimeError> {
+        let Some(idx) = self.shared.inputs.iter().position(|(t, _)| **t == *r.topic) else {
+            return Ok(());
+        };
+        let count = self.shared.inputs[idx].1;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: BROADCAST_HEADER,
+            value: Some("1"),
+        });
+        let key = r.key.clone().unwrap_or_default();
+        for p in (0..count).filter(|p| *p != r.partition) {
+            self.send(
+                Out::Input(idx),
+                &key,
+                r.payload.as_deref(),
+                Some(headers.clone()),
+                Some(p),
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -371,7 +446,8 @@ impl Task {
         headers: Option<OwnedHeaders>,
         partition: Option<i32>,
     ) -> Result<(), RuntimeError> {
-        let topic = out.topic(&self.shared.topics);
+        let shared = self.shared.clone();
+        let topic = out.topic(&shared);
         loop {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
             if let Some(p) = payload {
@@ -402,6 +478,7 @@ impl Task {
     }
 
     async fn flush(&mut self) -> Result<FlushReport, RuntimeError> {
+        self.tick().await?;
         let mut changes = std::mem::take(&mut self.changes);
         self.engine.drain_changes(&mut changes);
         for (k, v) in changes.drain(..) {
@@ -424,11 +501,11 @@ impl Task {
             }
         }
         self.changes = changes;
-        let topics = &self.shared.topics;
+        let shared = self.shared.clone();
         crate::delivery::acknowledged(
             self.pending
                 .drain(..)
-                .map(|(out, f)| (out.topic(topics), f)),
+                .map(|(out, f)| (out.topic(&shared), f)),
         )
         .await?;
         self.publish_stats();
@@ -477,15 +554,19 @@ enum Out {
     Revocations,
     DeadLetters,
     Changelog,
+    /// An input topic, by its index in [`Shared::inputs`] (broadcast copies).
+    Input(usize),
 }
 
 impl Out {
-    fn topic(self, t: &OutputTopics) -> &str {
+    fn topic(self, shared: &Shared) -> &str {
+        let t = &shared.topics;
         match self {
             Self::Alerts => &t.alerts,
             Self::Revocations => &t.revocations,
             Self::DeadLetters => &t.dead_letters,
             Self::Changelog => &t.changelog,
+            Self::Input(i) => shared.inputs.get(i).map_or("", |(name, _)| name.as_str()),
         }
     }
 }
