@@ -350,11 +350,61 @@ fn account_changes_and_exposures_reach_every_partition() {
         let inputs = tokio::task::spawn_blocking(move || support::read_until(&b, &i, 4, Duration::from_secs(3), |_| false))
             .await
             .expect("reader");
+        // The instance's /sessions summary, published by the partition tasks every 5 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let inventory = loop {
+            let v: serde_json::Value = serde_json::from_str(&metrics.inventory_json()).expect("json");
+            if v["inventory"]["revoked"] == 8 || std::time::Instant::now() > deadline {
+                break v;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let _ = stop.send(());
         run.await.expect("join").expect("runtime stopped cleanly");
 
         assert_eq!(support::revoked_sessions(&revs), want);
         assert_eq!(support::revoked_sessions(&all), want, "bob keeps his session");
+        assert_eq!(inventory["partitions"], serde_json::json!([0, 1, 2, 3]));
+        assert_eq!(inventory["inventory"]["revoked"], 8, "{inventory}");
+        assert_eq!(inventory["inventory"]["live"], 1, "{inventory}");
+        assert_eq!(inventory["inventory"]["by_type"]["human"]["live"], 1, "{inventory}");
+
+        // `vigil sessions` reads the same from the changelog, with the runtime gone.
+        let dir = std::env::temp_dir().join(support::unique("sessions"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cfg_path = dir.join("vigil.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "[engine.governance.identity]\nagent_clients = [\"mcp-*\"]\n[kafka]\nbrokers = \"{brokers}\"\ninputs = [{{ topic = \"{input}\" }}]\n"
+            ),
+        )
+        .expect("config");
+        let listed = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["sessions", "--config", cfg_path.to_str().expect("utf-8"), "--ndjson", "--all"])
+            .output()
+            .expect("vigil sessions");
+        assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+        let views: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson"))
+            .collect();
+        assert_eq!(views.len(), 9, "{views:?}");
+        let status = |sid: &str| {
+            views
+                .iter()
+                .find(|v| v["session_id"] == sid)
+                .map(|v| (v["status"].as_str().unwrap_or_default().to_owned(), v["identity_type"].as_str().unwrap_or_default().to_owned()))
+        };
+        assert_eq!(status("s-bob"), Some(("live".into(), "human".into())));
+        assert_eq!(status("s-alice-3"), Some(("revoked".into(), "human".into())));
+        assert_eq!(status("s-agent"), Some(("revoked".into(), "agent".into())));
+        let summary = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["sessions", "--config", cfg_path.to_str().expect("utf-8")])
+            .output()
+            .expect("vigil sessions");
+        let text = String::from_utf8_lossy(&summary.stdout);
+        assert!(text.contains("live 1 ") && text.contains("revoked by Vigil 8"), "{text}");
         let reason = |o: &Out| {
             o.value["events"]["https://schemas.openid.net/secevent/caep/event-type/session-revoked"]["reason_admin"]["en"]
                 .as_str()

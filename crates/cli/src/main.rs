@@ -10,6 +10,7 @@ mod generate;
 mod input;
 mod replay;
 mod run;
+mod sessions;
 mod setup;
 
 use std::path::PathBuf;
@@ -178,6 +179,32 @@ Exit codes: 0 stopped cleanly; 1 fatal runtime error; 2 bad flags or config.")]
         #[arg(long, env = "VIGIL_METRICS_ADDR", default_value = "127.0.0.1:9899")]
         metrics_addr: std::net::SocketAddr,
     },
+    /// What is live right now: sessions by identity type, app and age, with those past their
+    /// lifetime policy; read from the changelog topic (every partition's durable state, at
+    /// most one commit interval old), without touching the running instances. Each instance
+    /// also serves the summary of its own partitions at /sessions.
+    #[command(after_help = "\
+Examples:
+  vigil sessions --config vigil.toml                      # summary
+  vigil sessions --config vigil.toml --ndjson > live.jsonl
+  vigil sessions --config vigil.toml --ndjson --user 00u1abcd --all")]
+    Sessions {
+        /// Configuration file (TOML) with a [kafka] table.
+        #[arg(long, short, env = "VIGIL_CONFIG")]
+        config: PathBuf,
+        /// Print every session as one JSON object per line instead of the summary.
+        #[arg(long)]
+        ndjson: bool,
+        /// Include sessions that ended or were revoked (held for replay detection).
+        #[arg(long)]
+        all: bool,
+        /// Only this user's sessions.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this identity type: human, workload or agent.
+        #[arg(long = "type", value_name = "TYPE", value_parser = ["human", "workload", "agent"])]
+        identity_type: Option<String>,
+    },
     /// Print the JSON Web Key Set that verifies Vigil's SETs: the signing key and the keys
     /// published for rotation (output.published_keys). `vigil run` and `vigil enforce` also
     /// serve it at /.well-known/jwks.json on the metrics address.
@@ -329,6 +356,22 @@ fn run(cmd: Command) -> Result<(), Failure> {
             })?;
             check(&cfg, &[]).map_err(Failure::Config)?;
             enforce::run(&cfg, &kafka, &enforce, metrics_addr).map_err(Failure::Runtime)
+        }
+        Command::Sessions {
+            config,
+            ndjson,
+            all,
+            user,
+            identity_type,
+        } => {
+            let (cfg, kafka) = load_kafka(&config)?;
+            let args = sessions::SessionsArgs {
+                ndjson,
+                all,
+                user,
+                identity_type,
+            };
+            sessions::run(&cfg, &kafka, &args).map_err(Failure::Runtime)
         }
         Command::Jwks { config } => {
             let cfg = load(Some(&config))?;

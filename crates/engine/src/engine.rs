@@ -89,7 +89,7 @@ pub struct Engine {
     tracking: bool,
     next_sweep: i64,
     findings: Vec<Finding>,
-    governance: GovernanceConfig,
+    pub(crate) governance: GovernanceConfig,
     /// Counters.
     pub stats: EngineStats,
 }
@@ -852,6 +852,9 @@ impl Engine {
                 }
             }
         }
+        if s.app.is_none() {
+            s.app = ev.app.as_deref().map(Into::into);
+        }
         s.last_endpoint = Endpoint::of(ev);
     }
 
@@ -946,7 +949,7 @@ impl Engine {
 
 /// Which lifetime limit a session broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Limit {
+pub(crate) enum Limit {
     SessionAge,
     Idle,
     TokenLifetime,
@@ -955,7 +958,7 @@ enum Limit {
 
 impl Limit {
     /// The rule name in revocations: `policy.<type>.<limit>`.
-    fn rule(self, ty: IdentityType) -> &'static str {
+    pub(crate) fn rule(self, ty: IdentityType) -> &'static str {
         use IdentityType::{Agent, Human, Workload};
         match (ty, self) {
             (Human, Limit::SessionAge) => "policy.human.max_session_age",

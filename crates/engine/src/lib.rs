@@ -33,6 +33,7 @@ pub mod detectors;
 pub mod engine;
 pub mod geo;
 pub mod governance;
+pub mod inventory;
 pub mod policy;
 pub mod state;
 pub mod tokens;

@@ -104,6 +104,9 @@ pub struct SessionState {
     /// Sessions this one minted, held here (bounded), revoked when it ends.
     #[serde(default)]
     pub children: Vec<Box<str>>,
+    /// The application the session was first seen with, for the inventory.
+    #[serde(default)]
+    pub app: Option<Box<str>>,
 }
 
 impl SessionState {
@@ -136,6 +139,7 @@ impl SessionState {
             identity: ev.identity_type,
             parent: ev.parent_session_id.as_deref().map(Into::into),
             children: Vec::new(),
+            app: ev.app.as_deref().map(Into::into),
         }
     }
 

@@ -3,9 +3,10 @@
 //! Metric updates are atomic increments on pre-registered series: partition tasks share them
 //! without locks on the hot path.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -51,6 +52,10 @@ pub struct Metrics {
     pub assigned: IntGauge,
     /// Revocations whose signing failed (sent unsigned instead).
     pub sign_failures: IntCounter,
+    /// Live sessions by identity type and state (`live`, `past_policy`).
+    pub sessions_by_type: IntGaugeVec,
+    /// The latest session inventory of each partition this instance holds (`/sessions`).
+    inventory: Arc<Mutex<BTreeMap<i32, vigil_engine::inventory::Inventory>>>,
 }
 
 impl Metrics {
@@ -152,6 +157,17 @@ impl Metrics {
         registry
             .register(Box::new(sign_failures.clone()))
             .expect("once");
+        let sessions_by_type = IntGaugeVec::new(
+            Opts::new(
+                "sessions",
+                "Live sessions held, by identity type and state (live, past_policy).",
+            ),
+            &["identity_type", "state"],
+        )
+        .expect("static");
+        registry
+            .register(Box::new(sessions_by_type.clone()))
+            .expect("once");
         Self {
             registry,
             events,
@@ -170,14 +186,63 @@ impl Metrics {
             ready: Arc::new(AtomicBool::new(false)),
             assigned,
             sign_failures,
+            sessions_by_type,
+            inventory: Arc::default(),
         }
+    }
+
+    /// Records a partition's session inventory (or forgets it, with `None`, when the
+    /// partition goes) and updates the `sessions` gauges.
+    pub fn publish_inventory(
+        &self,
+        partition: i32,
+        inventory: Option<vigil_engine::inventory::Inventory>,
+    ) {
+        let total = {
+            let mut map = self
+                .inventory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match inventory {
+                Some(i) => map.insert(partition, i),
+                None => map.remove(&partition),
+            };
+            let mut total = vigil_engine::inventory::Inventory::default();
+            for i in map.values() {
+                total.merge(i);
+            }
+            total
+        };
+        for ty in vigil_model::IdentityType::ALL {
+            let c = total.by_type.get(ty.as_str()).copied().unwrap_or_default();
+            self.sessions_by_type
+                .with_label_values(&[ty.as_str(), "live"])
+                .set(i64::try_from(c.live).unwrap_or(i64::MAX));
+            self.sessions_by_type
+                .with_label_values(&[ty.as_str(), "past_policy"])
+                .set(i64::try_from(c.past_policy).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The session inventory of every partition this instance holds, merged, as JSON.
+    pub fn inventory_json(&self) -> String {
+        let map = self
+            .inventory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut total = vigil_engine::inventory::Inventory::default();
+        for i in map.values() {
+            total.merge(i);
+        }
+        let partitions: Vec<i32> = map.keys().copied().collect();
+        serde_json::json!({ "partitions": partitions, "inventory": total }).to_string()
     }
 
     /// The names of every metric defined here (with the `vigil_` prefix), whether or not it
     /// has a sample yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let all: [&dyn Collector; 15] = [
+        let all: [&dyn Collector; 16] = [
             &self.events,
             &self.rejections,
             &self.findings,
@@ -193,6 +258,7 @@ impl Metrics {
             &self.commits,
             &self.assigned,
             &self.sign_failures,
+            &self.sessions_by_type,
         ];
         let mut names: Vec<String> = all
             .iter()
@@ -277,6 +343,7 @@ pub async fn serve(
                 let (status, body, ctype) = match path {
                     "/metrics" => ("200 OK", m.render(), "text/plain; version=0.0.4"),
                     "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
+                    "/sessions" => ("200 OK", m.inventory_json(), "application/json"),
                     "/.well-known/jwks.json" if jwks.is_some() => (
                         "200 OK",
                         jwks.as_deref().cloned().unwrap_or_default(),

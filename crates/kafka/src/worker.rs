@@ -120,7 +120,12 @@ struct Task {
     evictions_seen: vigil_engine::state::EvictionCounts,
     /// When the last record arrived, for [`Task::tick`].
     last_event: std::time::Instant,
+    /// When the inventory was last published.
+    last_inventory: Option<std::time::Instant>,
 }
+
+/// How often a partition task publishes its session inventory.
+const INVENTORY_EVERY: Duration = Duration::from_secs(5);
 
 /// Spawns the task for `partition`: restore, then `ready` is sent, then records flow.
 pub fn spawn(
@@ -148,6 +153,7 @@ pub fn spawn(
             stats_seen: Default::default(),
             evictions_seen: Default::default(),
             last_event: std::time::Instant::now(),
+            last_inventory: None,
             shared,
         };
         task.run(rx, ready, fatal).await;
@@ -218,6 +224,7 @@ impl Task {
                 }
             }
         }
+        self.shared.metrics.publish_inventory(self.partition, None);
         debug!(partition = self.partition, "Partition task ended.");
     }
 
@@ -341,6 +348,19 @@ impl Task {
     /// a while, event time is advanced by the wall-clock time since the last event (never
     /// the wall clock itself, so a backlog of old events does not look idle).
     async fn tick(&mut self) -> Result<(), RuntimeError> {
+        if self
+            .last_inventory
+            .is_none_or(|t| t.elapsed() >= INVENTORY_EVERY)
+        {
+            self.last_inventory = Some(std::time::Instant::now());
+            let now = self.engine.watermark().unwrap_or(0).saturating_add(
+                i64::try_from(self.last_event.elapsed().as_millis()).unwrap_or(i64::MAX),
+            );
+            let inv = self.engine.inventory(now);
+            self.shared
+                .metrics
+                .publish_inventory(self.partition, Some(inv));
+        }
         let quiet = self.last_event.elapsed();
         if quiet < std::time::Duration::from_secs(1) {
             return Ok(());
@@ -588,14 +608,27 @@ impl rdkafka::client::ClientContext for RestoreContext {
 impl rdkafka::consumer::ConsumerContext for RestoreContext {}
 
 /// Reads the partition's changelog from the beginning into `engine`.
-fn restore(
-    shared: &Shared,
+fn restore(shared: &Shared, partition: i32, engine: Engine) -> Result<(Engine, u64), RuntimeError> {
+    read_changelog(
+        &shared.restore_client,
+        &shared.topics.changelog,
+        partition,
+        engine,
+        || shared.metrics.restored_records.inc(),
+    )
+}
+
+/// Reads one changelog partition from the beginning to its end into `engine`; returns the
+/// engine and the records applied. `client` needs `enable.partition.eof=true` and a group
+/// id; `on_record` is called for every record read.
+pub fn read_changelog(
+    client: &ClientConfig,
+    topic: &str,
     partition: i32,
     mut engine: Engine,
+    mut on_record: impl FnMut(),
 ) -> Result<(Engine, u64), RuntimeError> {
-    let topic = shared.topics.changelog.as_str();
-    let consumer: BaseConsumer<RestoreContext> = shared
-        .restore_client
+    let consumer: BaseConsumer<RestoreContext> = client
         .create_with_context(RestoreContext)
         .map_err(|e| RuntimeError::Kafka {
             context: "cannot create the changelog reader".into(),
@@ -647,7 +680,7 @@ fn restore(
                         Err(e) => warn!(partition, offset, error = %e, "Changelog record skipped."),
                     }
                 }
-                shared.metrics.restored_records.inc();
+                on_record();
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => {
