@@ -72,3 +72,69 @@ fn native_lifecycle_and_exposure_records_need_their_fields() {
     let err = parse_record(bad, InputFormat::Auto, &ctx()).expect_err("unknown type");
     assert_eq!(err.field, Some("identity_type"));
 }
+
+#[test]
+fn entra_audit_entries_that_end_sessions_are_lifecycle_events() {
+    let audit = |activity: &str| {
+        format!(
+            r#"{{"time":"2024-05-01T09:30:00Z","category":"AuditLogs","tenantId":"t1",
+                "properties":{{"id":"Directory_{activity}","activityDisplayName":"{activity}","result":"success",
+                "initiatedBy":{{"user":{{"id":"admin-1"}}}},
+                "targetResources":[{{"id":"aad-user-7","type":"User","userPrincipalName":"bob@example.com"}}]}}}}"#
+        )
+    };
+    for (activity, change) in [
+        ("Disable account", LifecycleChange::Deactivated),
+        ("Delete user", LifecycleChange::Deleted),
+        ("Reset user password", LifecycleChange::PasswordReset),
+        ("Change user password", LifecycleChange::CredentialsChanged),
+        ("Admin deleted security info", LifecycleChange::MfaReset),
+    ] {
+        let ev =
+            parse_record(audit(activity).as_bytes(), InputFormat::Auto, &ctx()).expect(activity);
+        assert_eq!(ev.kind, EventKind::UserLifecycle, "{activity}");
+        assert_eq!(ev.lifecycle, Some(change), "{activity}");
+        assert_eq!(ev.user_id, "aad-user-7");
+        assert_eq!(ev.tenant.as_deref(), Some("t1"));
+    }
+    let other = parse_record(
+        audit("Add member to group").as_bytes(),
+        InputFormat::Auto,
+        &ctx(),
+    )
+    .expect_err("not a session-ending change");
+    assert_eq!(other.reason, RejectReason::UnsupportedEvent);
+}
+
+#[test]
+fn entra_service_principal_sign_ins_are_workload_sessions() {
+    let rec = br#"{"time":"2024-05-01T09:30:00Z","category":"ServicePrincipalSignInLogs",
+        "properties":{"id":"sp-1","servicePrincipalId":"sp-42","correlationId":"corr-1","ipAddress":"10.1.1.1",
+        "status":{"errorCode":0}}}"#;
+    let ev = parse_record(rec, InputFormat::Auto, &ctx()).expect("valid");
+    assert_eq!(ev.identity_type, Some(IdentityType::Workload));
+    assert_eq!(ev.user_id, "sp-42");
+}
+
+#[test]
+fn ocsf_account_changes_that_end_sessions_are_lifecycle_events() {
+    let rec = |activity: u32| {
+        format!(
+            r#"{{"class_uid":3001,"activity_id":{activity},"time":1714555800000,"status_id":1,
+                "metadata":{{"uid":"m-{activity}","product":{{"name":"idp"}}}},"user":{{"uid":"u-9"}}}}"#
+        )
+    };
+    for (activity, change) in [
+        (3, LifecycleChange::CredentialsChanged),
+        (4, LifecycleChange::PasswordReset),
+        (5, LifecycleChange::Deactivated),
+        (6, LifecycleChange::Deleted),
+        (9, LifecycleChange::Suspended),
+    ] {
+        let ev = parse_record(rec(activity).as_bytes(), InputFormat::Auto, &ctx()).expect("valid");
+        assert_eq!(ev.lifecycle, Some(change), "activity {activity}");
+        assert_eq!(ev.user_id, "u-9");
+    }
+    let created = parse_record(rec(1).as_bytes(), InputFormat::Auto, &ctx()).expect_err("create");
+    assert_eq!(created.reason, RejectReason::UnsupportedEvent);
+}

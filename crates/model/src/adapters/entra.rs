@@ -7,14 +7,22 @@
 //! `userAgent`, `location`, `autonomousSystemNumber` → client; `deviceDetail.deviceId` → device;
 //! `uniqueTokenIdentifier` → token id (hashed); `status.errorCode` 0 → success; `id` → source
 //! id. Every Entra sign-in issues a token: interactive ones without an incoming token start
-//! a session, ones that redeem a refresh token are refreshes.
+//! a session, ones that redeem a refresh token are refreshes. Service-principal and
+//! managed-identity sign-ins are workload sessions.
+//!
+//! Audit log records (category `AuditLogs`, or a bare Graph `directoryAudit`) whose
+//! `activityDisplayName` ends a user's sessions become [`EventKind::UserLifecycle`] for the
+//! `User` in `targetResources`: "Disable account", "Delete user", "Reset user password",
+//! "Reset password (by admin)", "Change user password", "Change password (self-service)",
+//! "Admin deleted security info", "User deleted security info", "Revoke user sessions"
+//! (deactivated, deleted, password reset, credentials changed, MFA reset).
 
 use serde_json::Value;
 
 use super::AdapterContext;
 use super::json::{get, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_time};
-use crate::event::{EventKind, Geo, SessionEvent, SourceFormat};
-use crate::reject::Rejection;
+use crate::event::{EventKind, Geo, IdentityType, LifecycleChange, SessionEvent, SourceFormat};
+use crate::reject::{RejectReason, Rejection};
 
 /// Whether a record looks like an Entra sign-in.
 pub fn detect(v: &Value) -> bool {
@@ -23,15 +31,87 @@ pub fn detect(v: &Value) -> bool {
         || p.get("uniqueTokenIdentifier").is_some()
         || v.get("category")
             .and_then(Value::as_str)
-            .is_some_and(|c| c.ends_with("SignInLogs"))
+            .is_some_and(|c| c.ends_with("SignInLogs") || c == "AuditLogs")
+        || (p.get("activityDisplayName").is_some() && p.get("targetResources").is_some())
 }
 
-/// Maps one Entra sign-in record.
+/// Whether a record is an Entra audit log entry.
+fn is_audit(v: &Value, p: &Value) -> bool {
+    v.get("category").and_then(Value::as_str) == Some("AuditLogs")
+        || p.get("activityDisplayName").is_some()
+}
+
+/// Maps an audit log entry that ends a user's sessions.
+fn parse_audit(v: &Value, p: &Value) -> Result<SessionEvent, Rejection> {
+    let activity = opt_str(
+        p,
+        &["activityDisplayName"],
+        "properties.activityDisplayName",
+    )?
+    .unwrap_or_default();
+    let change = match activity {
+        "Disable account" => LifecycleChange::Deactivated,
+        "Delete user" | "Hard delete user" => LifecycleChange::Deleted,
+        "Reset user password" | "Reset password (by admin)" => LifecycleChange::PasswordReset,
+        "Change user password" | "Change password (self-service)" | "Revoke user sessions" => {
+            LifecycleChange::CredentialsChanged
+        }
+        "Admin deleted security info" | "User deleted security info" => LifecycleChange::MfaReset,
+        other => {
+            return Err(Rejection::field(
+                RejectReason::UnsupportedEvent,
+                "properties.activityDisplayName",
+                format!(
+                    "entra audit activity {:?} does not end sessions",
+                    super::json::clip(other, 60)
+                ),
+            ));
+        }
+    };
+    let user = get(p, &["targetResources"])
+        .and_then(Value::as_array)
+        .and_then(|ts| {
+            ts.iter()
+                .find(|t| t.get("type").and_then(Value::as_str) == Some("User"))
+        })
+        .and_then(|t| t.get("id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Rejection::missing("properties.targetResources[type=User].id"))?;
+    let time_ms = if get(v, &["time"]).is_some() {
+        req_time(v, &["time"], "time")?
+    } else {
+        req_time(p, &["activityDateTime"], "properties.activityDateTime")?
+    };
+    let source_id = opt_id(p, &["id"], "properties.id")?
+        .or(opt_id(v, &["correlationId"], "correlationId")?)
+        .ok_or_else(|| Rejection::missing("properties.id"))?;
+    let mut ev = super::lifecycle_event(
+        time_ms,
+        user,
+        opt_str(v, &["tenantId"], "tenantId")?,
+        SourceFormat::Entra,
+        source_id,
+        change,
+    );
+    ev.success = opt_str(p, &["result"], "properties.result")?.is_none_or(|r| r == "success");
+    Ok(ev)
+}
+
+/// Maps one Entra sign-in or audit record.
 pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection> {
     let p = get(v, &["properties"]).unwrap_or(v);
     if !p.is_object() {
         return Err(Rejection::wrong_type("properties", "an object"));
     }
+    if is_audit(v, p) {
+        return parse_audit(v, p);
+    }
+    let workload = v
+        .get("category")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c == "ServicePrincipalSignInLogs" || c == "ManagedIdentitySignInLogs")
+        || (p.get("userId").is_none() && p.get("servicePrincipalId").is_some());
     let time_ms = if get(v, &["time"]).is_some() {
         req_time(v, &["time"], "time")?
     } else {
@@ -155,7 +235,7 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         geo,
         source: SourceFormat::Entra,
         source_id,
-        identity_type: None,
+        identity_type: workload.then_some(IdentityType::Workload),
         lifecycle: None,
         found_in: None,
     })

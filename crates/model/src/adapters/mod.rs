@@ -223,3 +223,40 @@ pub fn fuzz_entry(target: &str, data: &[u8]) {
         Err(r) => assert!(!r.detail.is_empty()),
     }
 }
+
+/// An account lifecycle event for `user` (no session): what every adapter produces for a
+/// deactivation, deletion, reset or credential change.
+pub(crate) fn lifecycle_event(
+    time_ms: i64,
+    user: &str,
+    tenant: Option<&str>,
+    source: crate::event::SourceFormat,
+    source_id: String,
+    change: crate::event::LifecycleChange,
+) -> crate::event::SessionEvent {
+    crate::event::SessionEvent {
+        time_ms,
+        kind: crate::event::EventKind::UserLifecycle,
+        success: true,
+        session_id: String::new(),
+        root_session_id: None,
+        parent_session_id: None,
+        user_id: user.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        ip: None,
+        user_agent: None,
+        device_id: None,
+        token: None,
+        refresh_token: None,
+        new_refresh_token: None,
+        scopes: Vec::new(),
+        app: None,
+        client_id: None,
+        geo: crate::event::Geo::default(),
+        source,
+        source_id,
+        identity_type: None,
+        lifecycle: Some(change),
+        found_in: None,
+    }
+}

@@ -5,6 +5,10 @@
 //! `src_endpoint.ip`, `src_endpoint.location`, `src_endpoint.autonomous_system` → client;
 //! `http_request.user_agent` → user agent; `device.uid` → device; `session.credential_uid` →
 //! token id (hashed); `metadata.uid` → source id; `status_id` 2 (failure) → not successful.
+//!
+//! Account Change (`class_uid` 3001) activities that must end every session of `user.uid`
+//! become [`EventKind::UserLifecycle`]: 3 Password Change and 11 MFA Factor Disable
+//! (credentials changed), 4 Password Reset, 5 Disable, 6 Delete, 9 Lock (suspended).
 
 use serde_json::Value;
 
@@ -17,6 +21,37 @@ use crate::reject::{RejectReason, Rejection};
 pub const CLASS_AUTHENTICATION: u64 = 3002;
 /// OCSF API Activity.
 pub const CLASS_API_ACTIVITY: u64 = 6003;
+/// OCSF Account Change.
+pub const CLASS_ACCOUNT_CHANGE: u64 = 3001;
+
+/// Maps an Account Change record to a lifecycle event, or says why it is not used.
+fn account_change(v: &Value, activity: u32) -> Result<SessionEvent, Rejection> {
+    use crate::event::LifecycleChange as L;
+    let change = match activity {
+        3 | 11 => L::CredentialsChanged,
+        4 => L::PasswordReset,
+        5 => L::Deactivated,
+        6 => L::Deleted,
+        9 => L::Suspended,
+        other => {
+            return Err(Rejection::field(
+                RejectReason::UnsupportedEvent,
+                "activity_id",
+                format!("ocsf Account Change activity {other} does not end sessions"),
+            ));
+        }
+    };
+    let mut ev = super::lifecycle_event(
+        req_time(v, &["time"], "time")?,
+        req_str(v, &["user", "uid"], "user.uid")?,
+        opt_str(v, &["metadata", "tenant_uid"], "metadata.tenant_uid")?,
+        SourceFormat::Ocsf,
+        req_str(v, &["metadata", "uid"], "metadata.uid")?.to_owned(),
+        change,
+    );
+    ev.success = opt_u32(v, &["status_id"], "status_id")? != Some(2);
+    Ok(ev)
+}
 
 /// Whether a record looks like OCSF.
 pub fn detect(v: &Value) -> bool {
@@ -42,12 +77,13 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
             (kind, &["session"], &["user"])
         }
         Some(CLASS_API_ACTIVITY) => (EventKind::Access, &["actor", "session"], &["actor", "user"]),
+        Some(CLASS_ACCOUNT_CHANGE) => return account_change(v, activity),
         _ => {
             return Err(Rejection::field(
                 RejectReason::UnsupportedEvent,
                 "class_uid",
                 format!(
-                    "ocsf class_uid {} is not Authentication (3002) or API Activity (6003)",
+                    "ocsf class_uid {} is not Authentication (3002), API Activity (6003) or Account Change (3001)",
                     get(v, &["class_uid"]).map_or_else(|| "null".into(), Value::to_string)
                 ),
             ));

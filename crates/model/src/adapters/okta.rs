@@ -52,32 +52,19 @@ fn parse_lifecycle(v: &Value, change: LifecycleChange) -> Result<SessionEvent, R
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| Rejection::missing("target[type=User].id"))?;
-    Ok(SessionEvent {
-        time_ms: req_time(v, &["published"], "published")?,
-        kind: EventKind::UserLifecycle,
-        success: opt_str(v, &["outcome", "result"], "outcome.result")?
-            .is_none_or(|r| r == "SUCCESS"),
-        session_id: String::new(),
-        root_session_id: None,
-        parent_session_id: None,
-        user_id: user.to_owned(),
-        tenant: opt_str(v, &["tenant"], "tenant")?.map(str::to_owned),
-        ip: opt_ip(v, &["client", "ipAddress"], "client.ipAddress")?,
-        user_agent: None,
-        device_id: None,
-        token: None,
-        refresh_token: None,
-        new_refresh_token: None,
-        scopes: Vec::new(),
-        app: None,
-        client_id: None,
-        geo: Geo::default(),
-        source: SourceFormat::Okta,
-        source_id: opt_id(v, &["uuid"], "uuid")?.ok_or_else(|| Rejection::missing("uuid"))?,
-        identity_type: None,
-        lifecycle: Some(change),
-        found_in: None,
-    })
+    let success =
+        opt_str(v, &["outcome", "result"], "outcome.result")?.is_none_or(|r| r == "SUCCESS");
+    let mut ev = super::lifecycle_event(
+        req_time(v, &["published"], "published")?,
+        user,
+        opt_str(v, &["tenant"], "tenant")?,
+        SourceFormat::Okta,
+        opt_id(v, &["uuid"], "uuid")?.ok_or_else(|| Rejection::missing("uuid"))?,
+        change,
+    );
+    ev.success = success;
+    ev.ip = opt_ip(v, &["client", "ipAddress"], "client.ipAddress")?;
+    Ok(ev)
 }
 
 /// Which Vigil event kind an Okta `eventType` is, if Vigil uses it at all.
