@@ -67,6 +67,27 @@ pub async fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)])
     p.flush(Duration::from_secs(10)).expect("flush");
 }
 
+/// Produces `(partition, key, value)` records to explicit partitions and waits for their
+/// acknowledgement.
+pub async fn produce_to(brokers: &str, topic: &str, records: &[(i32, String, String)]) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for (partition, key, value) in records {
+        p.send(
+            FutureRecord::to(topic)
+                .partition(*partition)
+                .key(key)
+                .payload(value),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produced");
+    }
+}
+
 /// One output record.
 #[derive(Debug, Clone)]
 pub struct Out {

@@ -297,3 +297,127 @@ fn exactly_once_outputs_are_transactional_and_offsets_commit_with_them() {
     );
     assert_eq!(second.terminate(), Some(0));
 }
+
+/// Account lifecycle across partitions and a failover: a user's sessions live on four
+/// partitions (inputs keyed by session) spread over two instances; one instance is killed
+/// with SIGKILL, the survivor restores its partitions from the changelog, and a deactivation
+/// read on one partition then revokes the user's sessions on all four.
+#[test]
+fn deactivation_after_a_failover_revokes_sessions_on_every_partition() {
+    let Some(brokers) = support::tansu_bootstrap("lifecycle-failover") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (input, topics) = support::topics("lifecycle");
+    rt.block_on(support::create_topics(&brokers, &input, &topics, 4));
+    let dir = scratch("lifecycle");
+    let group = support::unique("vigil-lifecycle");
+    let cfg = support::run_config(&brokers, &group, &input, &topics);
+    let mut instances: Vec<Instance> = ["a", "b"]
+        .iter()
+        .map(|n| Instance::start(&dir, n, &cfg))
+        .collect();
+    for i in &instances {
+        assert!(
+            i.wait_ready(Duration::from_secs(60)),
+            "an instance is not ready; see {}",
+            dir.display()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let n: Vec<u64> = instances
+            .iter()
+            .map(|i| i.counter("vigil_partitions_assigned"))
+            .collect();
+        if n.iter().all(|x| *x > 0) && n.iter().sum::<u64>() == 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let rec =
+        |id: &str, body: &str| format!(r#"{{"id":"{id}","time":{now},"ip":"91.64.1.1",{body}}}"#);
+    let mut records: Vec<(i32, String, String)> = (0..4)
+        .map(|p| {
+            let s = format!("s-alice-{p}");
+            let body = format!(r#""kind":"session_start","session_id":"{s}","user_id":"alice""#);
+            (p, s, rec(&format!("a{p}"), &body))
+        })
+        .collect();
+    records.push((
+        1,
+        "s-bob".into(),
+        rec(
+            "b1",
+            r#""kind":"session_start","session_id":"s-bob","user_id":"bob""#,
+        ),
+    ));
+    rt.block_on(support::produce_to(&brokers, &input, &records));
+    let refs: Vec<&Instance> = instances.iter().collect();
+    assert_eq!(
+        wait_events(&refs, 5, Duration::from_secs(60)),
+        5,
+        "sessions not processed"
+    );
+    // Let a commit interval pass so the changelog holds the sessions, then kill the instance
+    // that processed the most.
+    std::thread::sleep(Duration::from_millis(800));
+    let events: Vec<u64> = instances
+        .iter()
+        .map(|i| i.counter("vigil_events_total"))
+        .collect();
+    let victim = (0..2).max_by_key(|i| events[*i]).unwrap_or(0);
+    assert!(events[victim] > 0, "no instance processed anything");
+    let mut dead = instances.remove(victim);
+    dead.kill9();
+    let survivor = &instances[0];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while survivor.counter("vigil_partitions_assigned") < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        survivor.counter("vigil_partitions_assigned"),
+        4,
+        "the survivor did not take over; see {}",
+        dir.display()
+    );
+    assert!(
+        survivor.wait_ready(Duration::from_secs(60)),
+        "survivor not ready"
+    );
+
+    let lifecycle = rec(
+        "l1",
+        r#""kind":"user_lifecycle","user_id":"alice","lifecycle":"deactivated""#,
+    );
+    rt.block_on(support::produce_to(
+        &brokers,
+        &input,
+        &[(2, "alice".into(), lifecycle)],
+    ));
+    let want: std::collections::BTreeSet<String> = (0..4).map(|p| format!("s-alice-{p}")).collect();
+    let revs = support::read_until(
+        &brokers,
+        &topics.revocations,
+        4,
+        Duration::from_secs(60),
+        |o| support::revoked_sessions(o).len() >= want.len(),
+    );
+    assert_eq!(
+        support::revoked_sessions(&revs),
+        want,
+        "the killed instance had processed {} of 5 events",
+        events[victim]
+    );
+    assert!(
+        survivor.counter("vigil_changelog_restored_records_total") > 0,
+        "the survivor restored nothing from the changelog"
+    );
+}
