@@ -197,6 +197,21 @@ mod tests {
     }
 
     #[test]
+    fn governance_example_parses_and_its_limits_fit_the_state() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/governance-example.toml");
+        let cfg = VigilConfig::load(&path).expect("config/governance-example.toml parses");
+        vigil_engine::Engine::new(&cfg.engine).expect("its limits are valid");
+        let too_long = "[engine.governance.human]\nmax_idle = \"3d\"\n";
+        let cfg = VigilConfig::parse(too_long, "t").expect("parses");
+        let err = vigil_engine::Engine::new(&cfg.engine).expect_err("idle beyond the state's");
+        assert!(
+            err.to_string().contains("governance.human.max_idle"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_durations_are_errors() {
         let e = VigilConfig::parse("[engine.state]\nidle_tll = \"1h\"\n", "t").expect_err("typo");
         assert!(e.to_string().contains("idle_tll"), "{e}");
