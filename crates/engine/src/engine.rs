@@ -354,6 +354,7 @@ impl Engine {
             identity_type: st.identity,
             lifecycle: None,
             found_in: None,
+            event_name: None,
         }
     }
 
@@ -476,6 +477,18 @@ impl Engine {
             return;
         }
         let ty = st.identity.unwrap_or(IdentityType::Human);
+        if ty != IdentityType::Human
+            && let Some(name) = ev.event_name.as_deref()
+            && self
+                .governance
+                .task_end_events
+                .iter()
+                .any(|p| crate::governance::glob(p, name))
+        {
+            let why = format!("its task ended ({name})");
+            self.revoke(sid, ev.time_ms, &ev.source_id, "task.ended", why, out);
+            return;
+        }
         let pol = self.governance.policy(ty);
         let (age, idle) = (ev.time_ms - st.first_seen, ev.time_ms - st.last_seen);
         let mut broken: Option<(Limit, String)> = None;

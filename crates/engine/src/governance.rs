@@ -13,6 +13,8 @@
 //!   time, or on the runtime's tick).
 //! - **Account lifecycle.** A deactivation, suspension, deletion, password or MFA reset or
 //!   credential change revokes every live session of the user held by this engine.
+//! - **Task-bound sessions.** A workload or agent session that reports a configured end-of-task
+//!   event (`task_end_events`) is revoked, with the sessions it minted.
 //! - **Delegation.** A session minted by another (`parent_session_id`: token exchange, an
 //!   agent acting for a user) is revoked when its parent ends or is revoked, and at once if it
 //!   appears after its parent ended.
@@ -40,6 +42,10 @@ pub struct GovernanceConfig {
     pub workload: TypePolicy,
     /// Limits for AI agents and delegated automation.
     pub agent: TypePolicy,
+    /// Event names (`*` patterns) that end a workload's or agent's task: a session of those
+    /// types that reports one is revoked (`task.ended`), and so are the sessions it minted.
+    /// Matched against the native `event`, Okta `eventType` or OCSF `activity_name`.
+    pub task_end_events: Vec<String>,
 }
 
 impl GovernanceConfig {

@@ -279,4 +279,7 @@ pub struct SessionEvent {
     pub lifecycle: Option<LifecycleChange>,
     /// For [`EventKind::TokenExposed`]: where the token was found (a URL, ticket id, repo path).
     pub found_in: Option<String>,
+    /// The source's own name for the event (native `event`, Okta `eventType`, OCSF
+    /// `activity_name`), matched by governance's `task_end_events`.
+    pub event_name: Option<String>,
 }

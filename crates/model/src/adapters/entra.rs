@@ -238,5 +238,6 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         identity_type: workload.then_some(IdentityType::Workload),
         lifecycle: None,
         found_in: None,
+        event_name: None,
     })
 }

@@ -258,5 +258,6 @@ pub(crate) fn lifecycle_event(
         identity_type: None,
         lifecycle: Some(change),
         found_in: None,
+        event_name: None,
     }
 }

@@ -122,5 +122,6 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         identity_type,
         lifecycle,
         found_in: opt_str(v, &["found_in"], "found_in")?.map(str::to_owned),
+        event_name: opt_str(v, &["event"], "event")?.map(str::to_owned),
     })
 }

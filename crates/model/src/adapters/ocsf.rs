@@ -182,5 +182,6 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         identity_type: None,
         lifecycle: None,
         found_in: None,
+        event_name: opt_str(v, &["activity_name"], "activity_name")?.map(str::to_owned),
     })
 }

@@ -64,6 +64,7 @@ fn parse_lifecycle(v: &Value, change: LifecycleChange) -> Result<SessionEvent, R
     );
     ev.success = success;
     ev.ip = opt_ip(v, &["client", "ipAddress"], "client.ipAddress")?;
+    ev.event_name = opt_str(v, &["eventType"], "eventType")?.map(str::to_owned);
     Ok(ev)
 }
 
@@ -247,5 +248,6 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
         identity_type: None,
         lifecycle: None,
         found_in: None,
+        event_name: Some(event_type.to_owned()),
     })
 }
