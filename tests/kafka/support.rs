@@ -99,6 +99,8 @@ pub struct Out {
     pub raw: Vec<u8>,
     /// Headers.
     pub headers: BTreeMap<String, String>,
+    /// Kafka timestamp, epoch ms.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Reads every partition of `topic` from the beginning, as a read_committed consumer, until
@@ -155,6 +157,7 @@ pub fn read_until_isolated(
                 value: serde_json::from_slice(&raw).unwrap_or(Value::Null),
                 raw,
                 headers,
+                timestamp_ms: m.timestamp().to_millis(),
             });
         }
     }
