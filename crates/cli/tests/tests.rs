@@ -2,6 +2,7 @@
 //! bad input, determinism, secrecy and the public JSON schemas.
 
 mod deploy;
+mod eval;
 mod replay;
 mod schemas;
 

@@ -31,6 +31,10 @@ pub struct Label {
     pub name: &'static str,
     /// Whether Vigil must revoke it (attacks) — step-up-only attacks are alerted, not revoked.
     pub revoke: bool,
+    /// For attacks: the source id of the first malicious event, from which detection delay
+    /// is measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_malicious: Option<String>,
 }
 
 /// Each session's label and the formats that can express it.
@@ -123,6 +127,17 @@ impl Story {
         revoke: bool,
         formats: &[Format],
     ) {
+        // In the story an attack's malicious step is the last event of its session so far
+        // (concurrent use overrides it).
+        let first_malicious = (class == "attack")
+            .then(|| {
+                self.events
+                    .iter()
+                    .rev()
+                    .find(|e| e.session_id == session)
+                    .map(|e| e.id.clone())
+            })
+            .flatten();
         self.labels.insert(
             session.into(),
             (
@@ -130,6 +145,7 @@ impl Story {
                     class,
                     name,
                     revoke,
+                    first_malicious,
                 },
                 formats.to_vec(),
             ),
@@ -406,6 +422,16 @@ pub fn story() -> (Vec<EventSpec>, Labels) {
         });
     }
     s.label("x-concurrent", "attack", "concurrent_use", true, &all);
+    // The first use from Hamburg while Berlin is live.
+    let hamburg = s
+        .events
+        .iter()
+        .filter(|e| e.session_id == "x-concurrent")
+        .nth(2)
+        .map(|e| e.id.clone());
+    if let Some((l, _)) = s.labels.get_mut("x-concurrent") {
+        l.first_malicious = hamburg;
+    }
 
     s.workday(
         "x-devswap",
@@ -710,7 +736,11 @@ pub fn scaled_mix(
         let suffix = format!("-c{copy}");
         for (session, (label, fmts)) in &labels {
             if fmts.contains(&format) && mix.keeps(copy, label) {
-                all_labels.insert(format!("{session}{suffix}"), label.clone());
+                let mut label = label.clone();
+                if let Some(id) = label.first_malicious.as_mut() {
+                    id.push_str(&suffix);
+                }
+                all_labels.insert(format!("{session}{suffix}"), label);
             }
         }
         for e in &events {
