@@ -129,7 +129,7 @@ pub fn run(cfg: &VigilConfig, args: &EvalArgs) -> Result<bool> {
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut out = Output::default();
     let mut buf = Vec::with_capacity(4096);
-    let (mut records, mut rejected) = (0u64, 0u64);
+    let (mut records, mut rejected, mut ignored) = (0u64, 0u64, 0u64);
     for input in &args.inputs {
         let name = input.display().to_string();
         let mut reader: Box<dyn BufRead> = if input == Path::new("-") {
@@ -151,8 +151,12 @@ pub fn run(cfg: &VigilConfig, args: &EvalArgs) -> Result<bool> {
                     geo.enrich(&mut ev);
                     ev
                 }
-                Err(_) => {
-                    rejected += 1;
+                Err(r) => {
+                    if r.reason.is_ignorable() {
+                        ignored += 1;
+                    } else {
+                        rejected += 1;
+                    }
                     continue;
                 }
             };
@@ -317,7 +321,7 @@ pub fn run(cfg: &VigilConfig, args: &EvalArgs) -> Result<bool> {
     let mut o = io::BufWriter::new(stdout.lock());
     writeln!(
         o,
-        "vigil eval: {records} records ({rejected} rejected), {} labelled sessions ({attack_sessions} attacks, {benign_sessions} benign)\n",
+        "vigil eval: {records} records ({rejected} rejected, {ignored} of unused event types), {} labelled sessions ({attack_sessions} attacks, {benign_sessions} benign)\n",
         labels.len()
     )?;
     writeln!(
@@ -394,6 +398,7 @@ pub fn run(cfg: &VigilConfig, args: &EvalArgs) -> Result<bool> {
         let report = json!({
             "records": records,
             "rejected": rejected,
+            "ignored": ignored,
             "attack_sessions": attack_sessions,
             "benign_sessions": benign_sessions,
             "recall": ratio(detected, attack_sessions),

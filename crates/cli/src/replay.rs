@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tracing::warn;
+use tracing::{debug, warn};
 use vigil_engine::{Engine, Output};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
@@ -44,6 +44,8 @@ pub struct ReplayArgs {
 struct Summary {
     records: u64,
     events: u64,
+    /// Records of event types Vigil does not use.
+    ignored: u64,
     rejected: BTreeMap<RejectReason, u64>,
     alerts_by_action: BTreeMap<&'static str, u64>,
     revocations: u64,
@@ -140,6 +142,10 @@ pub fn run(cfg: &VigilConfig, args: &ReplayArgs) -> Result<()> {
             };
             match result {
                 Ok(()) => summary.events += 1,
+                Err(r) if r.reason.is_ignorable() => {
+                    summary.ignored += 1;
+                    debug!(input = %name, line = line_no, detail = %r.detail, "Event type not used; ignored.");
+                }
                 Err(r) => {
                     *summary.rejected.entry(r.reason).or_default() += 1;
                     warn!(input = %name, line = line_no, reason = %r.reason, detail = %r.detail, "Record rejected.");
@@ -240,6 +246,7 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
             "records": s.records,
             "events": s.events - engine.stats.duplicates,
             "rejected": rejected,
+            "ignored": s.ignored,
             "rejected_by_reason": s.rejected.iter().map(|(k, v)| (k.as_str(), *v)).collect::<BTreeMap<_, _>>(),
             "sessions": engine.stats.sessions_created,
             "live_sessions": engine.live_sessions(),
@@ -264,6 +271,12 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
         s.events - engine.stats.duplicates
     );
     eprintln!("  records rejected    {:>10}", rejected);
+    if s.ignored > 0 {
+        eprintln!(
+            "  records ignored     {:>10}  (event types Vigil does not use)",
+            s.ignored
+        );
+    }
     if engine.stats.duplicates > 0 {
         eprintln!("  duplicates skipped  {:>10}", engine.stats.duplicates);
     }

@@ -251,7 +251,11 @@ impl Engine {
         let obs = self.observe_event(ev);
 
         self.findings.clear();
-        {
+        // An MFA event's client is usually the authenticator (a phone app answering a push),
+        // a second device by design: it neither tests nor teaches the session's device,
+        // client and location baselines.
+        let second_device = ev.kind == EventKind::Mfa;
+        if !second_device {
             let ctx = Ctx {
                 ev,
                 obs: &obs,
@@ -809,8 +813,9 @@ impl Engine {
         if ev.kind.ends_session() {
             s.ended_at.get_or_insert(ev.time_ms);
         }
-        // A failed request says someone tried; it does not teach the session's baseline.
-        if !ev.success {
+        // A failed request says someone tried; it does not teach the session's baseline, nor
+        // does an MFA answer from the authenticator device.
+        if !ev.success || ev.kind == EventKind::Mfa {
             return;
         }
         if let Some(d) = obs.device {

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub assigned: IntGauge,
     /// Revocations whose signing failed (sent unsigned instead).
     pub sign_failures: IntCounter,
+    /// Well-formed records of event types Vigil does not use, counted and skipped.
+    pub ignored: IntCounter,
     /// Live sessions by identity type and state (`live`, `past_policy`).
     pub sessions_by_type: IntGaugeVec,
     /// The latest session inventory of each partition this instance holds (`/sessions`).
@@ -157,6 +159,12 @@ impl Metrics {
         registry
             .register(Box::new(sign_failures.clone()))
             .expect("once");
+        let ignored = IntCounter::new(
+            "ignored_total",
+            "Well-formed records of event types Vigil does not use, skipped (not dead-lettered).",
+        )
+        .expect("static");
+        registry.register(Box::new(ignored.clone())).expect("once");
         let sessions_by_type = IntGaugeVec::new(
             Opts::new(
                 "sessions",
@@ -187,6 +195,7 @@ impl Metrics {
             assigned,
             sign_failures,
             sessions_by_type,
+            ignored,
             inventory: Arc::default(),
         }
     }
@@ -242,7 +251,7 @@ impl Metrics {
     /// has a sample yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let all: [&dyn Collector; 16] = [
+        let all: [&dyn Collector; 17] = [
             &self.events,
             &self.rejections,
             &self.findings,
@@ -259,6 +268,7 @@ impl Metrics {
             &self.assigned,
             &self.sign_failures,
             &self.sessions_by_type,
+            &self.ignored,
         ];
         let mut names: Vec<String> = all
             .iter()

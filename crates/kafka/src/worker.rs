@@ -261,14 +261,21 @@ impl Task {
             }
             Err(e) => Err(e),
         };
-        if let Err(rej) = result {
-            self.shared
-                .metrics
-                .rejections
-                .with_label_values(&[rej.reason.as_str()])
-                .inc();
-            debug!(partition = r.partition, offset = r.offset, reason = %rej.reason, "Event rejected.");
-            self.dead_letter(&r, &rej).await?;
+        match result {
+            Err(rej) if rej.reason.is_ignorable() => {
+                self.shared.metrics.ignored.inc();
+                debug!(partition = r.partition, offset = r.offset, detail = %rej.detail, "Event type not used; ignored.");
+            }
+            Err(rej) => {
+                self.shared
+                    .metrics
+                    .rejections
+                    .with_label_values(&[rej.reason.as_str()])
+                    .inc();
+                debug!(partition = r.partition, offset = r.offset, reason = %rej.reason, "Event rejected.");
+                self.dead_letter(&r, &rej).await?;
+            }
+            Ok(()) => {}
         }
         self.last_event = std::time::Instant::now();
         let now = self.emit().await?;

@@ -209,11 +209,13 @@ impl Geo {
     /// Latitude and longitude when both are known and in range.
     pub fn coordinates(&self) -> Option<(f64, f64)> {
         match (self.lat, self.lon) {
+            // (0, 0) is a placeholder some exports write for "unknown", not a place.
             (Some(lat), Some(lon))
                 if lat.is_finite()
                     && lon.is_finite()
                     && (-90.0..=90.0).contains(&lat)
-                    && (-180.0..=180.0).contains(&lon) =>
+                    && (-180.0..=180.0).contains(&lon)
+                    && !(lat == 0.0 && lon == 0.0) =>
             {
                 Some((lat, lon))
             }

@@ -70,6 +70,15 @@ impl RejectReason {
     }
 }
 
+impl RejectReason {
+    /// Whether records with this reason are ignored rather than dead-lettered: well-formed
+    /// records of event types Vigil does not use (most of an IdP's audit stream). They are
+    /// counted, never silently dropped, but are not bad input.
+    pub fn is_ignorable(self) -> bool {
+        self == Self::UnsupportedEvent
+    }
+}
+
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

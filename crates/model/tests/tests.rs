@@ -4,3 +4,4 @@
 mod corpus;
 mod governance;
 mod properties;
+mod vendor;

@@ -166,7 +166,7 @@ impl EventSpec {
         let mut debug = Map::new();
         debug.insert("requestId".into(), json!(format!("req-{}", self.id)));
         if let Some(d) = &self.device_id {
-            debug.insert("dtHash".into(), json!(d));
+            debug.insert("deviceFingerprint".into(), json!(d));
         }
         if !self.scopes.is_empty() {
             debug.insert("grantedScopes".into(), json!(self.scopes.join(" ")));

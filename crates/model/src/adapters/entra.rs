@@ -107,11 +107,19 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
     if is_audit(v, p) {
         return parse_audit(v, p);
     }
-    let workload = v
-        .get("category")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c == "ServicePrincipalSignInLogs" || c == "ManagedIdentitySignInLogs")
-        || (p.get("userId").is_none() && p.get("servicePrincipalId").is_some());
+    let nonempty = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|x| !x.is_empty())
+    };
+    let workload = v.get("category").and_then(Value::as_str).is_some_and(|c| {
+        matches!(
+            c,
+            "ServicePrincipalSignInLogs"
+                | "MicrosoftServicePrincipalSignInLogs"
+                | "ManagedIdentitySignInLogs"
+        )
+    }) || (!nonempty("userId") && nonempty("servicePrincipalId"));
     let time_ms = if get(v, &["time"]).is_some() {
         req_time(v, &["time"], "time")?
     } else {

@@ -3,7 +3,8 @@
 //! Field map: `published` → time; `authenticationContext.externalSessionId` → session;
 //! `actor.id` → user; `client.ipAddress`, `client.userAgent.rawUserAgent`,
 //! `client.geographicalContext` → client; `securityContext.asNumber/asOrg/isProxy` → network;
-//! `debugContext.debugData.dtHash` (or `deviceFingerprint`) → device; `grantedScopes` →
+//! `debugContext.debugData.deviceFingerprint` → device (not `dtHash`, which some events of a
+//! session carry and others do not); `grantedScopes` →
 //! scopes; targets of type `access_token`/`refresh_token`/`id_token` → token ids (hashed);
 //! `uuid` → source id.
 //!
@@ -92,7 +93,9 @@ fn kind_of(event_type: &str, grant_type: Option<&str>) -> Option<EventKind> {
             || t.starts_with("user.session.access_admin_app")
             || t.starts_with("user.session.impersonation")
             || t.starts_with("policy.evaluate_sign_on")
-            || t.starts_with("app.")
+            || t.starts_with("app.oauth2.")
+            || t.starts_with("app.generic.")
+            || t.starts_with("app.inbound_del_auth")
             || t.starts_with("user.authentication.") =>
         {
             EventKind::Access
@@ -113,6 +116,17 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
     };
     if let Some(change) = lifecycle_of(event_type) {
         return parse_lifecycle(v, change);
+    }
+    // Okta's own background jobs (imports, provisioning) carry no user session.
+    if let Some(actor) = opt_str(v, &["actor", "type"], "actor.type")?
+        && actor != "User"
+        && actor != "PublicClientApp"
+    {
+        return Err(Rejection::field(
+            RejectReason::UnsupportedEvent,
+            "actor.type",
+            format!("okta actor type {actor} is not a user session"),
+        ));
     }
     let grant_type = dbg_str("grantType", "debugContext.debugData.grantType")?;
     let kind = kind_of(event_type, grant_type).ok_or_else(|| {
@@ -208,14 +222,14 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
             "securityContext.isProxy",
         )?,
     };
-    let device = match dbg_str("dtHash", "debugContext.debugData.dtHash")? {
-        Some(d) => Some(d.to_owned()),
-        None => dbg_str(
-            "deviceFingerprint",
-            "debugContext.debugData.deviceFingerprint",
-        )?
-        .map(str::to_owned),
-    };
+    // Only the browser fingerprint: `dtHash` (device trust) is a different identifier that
+    // appears on some events of a session and not others, so mixing the two would make one
+    // browser look like two devices.
+    let device = dbg_str(
+        "deviceFingerprint",
+        "debugContext.debugData.deviceFingerprint",
+    )?
+    .map(str::to_owned);
     let scopes = dbg_str("grantedScopes", "debugContext.debugData.grantedScopes")?
         .map(super::json::split_scopes)
         .unwrap_or_default();
