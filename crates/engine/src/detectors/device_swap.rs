@@ -3,12 +3,12 @@
 //! **Attack.** A stolen cookie loaded into another browser (infostealer logs imported with a
 //! cookie editor, an AiTM proxy's own client) or replayed with a scripting client.
 //!
-//! **Signal.** The device fingerprint (Okta `dtHash`, Entra `deviceId`) differs from the
+//! **Signal.** The device fingerprint (Okta `deviceFingerprint`, Entra `deviceId`) differs from the
 //! session's first one and the session has used more distinct fingerprints than allowed; or the client software family (Chrome, Firefox, python-requests, ...) or the OS
 //! family changed.
 //!
-//! **Thresholds and why.** By default a second fingerprint in one session fires: Okta's
-//! `dtHash` is per browser, so a session cookie moving to a second browser is exactly the
+//! **Thresholds and why.** By default a second fingerprint in one session fires: Okta's browser
+//! fingerprint is per browser, so a session cookie moving to a second browser is exactly the
 //! replay signal. Deployments whose IdP mints a fingerprint per OAuth client can raise
 //! `max_devices` (Elastic raised its distinct-device-per-session threshold to 4 because normal
 //! OAuth flows produce several). A switch to a scripting client (curl, python, Go, ...) scores
