@@ -4,8 +4,8 @@
 //! writes it to the partition's changelog; on assignment it feeds the changelog back
 //! ([`Engine::restore`]). A `None` value is a tombstone: the key was evicted.
 //!
-//! Encoding: keys are `s:<session id>`, `t:<token hash hex>`, `r:<refresh hash hex>` and `w:`
-//! (the watermark); values are JSON of the state structs, versioned by a leading `v1` field.
+//! Encoding: keys are `s:<session id>`, `t:<token hash hex>`, `r:<refresh hash hex>`,
+//! `u:<user id>` (the user's baseline) and `w:` (the watermark); values are JSON of the state structs, versioned by a leading `v1` field.
 
 use serde::{Deserialize, Serialize};
 use vigil_model::TokenHash;
@@ -23,6 +23,8 @@ pub enum StateKey {
     Token(TokenHash),
     /// A refresh token's life.
     Refresh(TokenHash),
+    /// A user's baseline.
+    User(Box<str>),
     /// The partition's event-time watermark.
     Watermark,
 }
@@ -37,6 +39,8 @@ pub enum StateValue {
     Token(TokenBinding),
     /// A refresh token's life.
     Refresh(RefreshState),
+    /// A user's baseline.
+    User(crate::users::UserBaseline),
     /// The watermark, epoch ms.
     Watermark {
         /// Newest event time seen.
@@ -48,7 +52,7 @@ pub enum StateValue {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     /// The key has no known prefix.
-    #[error("changelog key {key:?} has no known prefix (s:, t:, r:, w:)")]
+    #[error("changelog key {key:?} has no known prefix (s:, t:, r:, u:, w:)")]
     Key {
         /// The key, lossily decoded.
         key: String,
@@ -70,6 +74,7 @@ impl StateKey {
             Self::Session(id) => [b"s:", id.as_bytes()].concat(),
             Self::Token(h) => [b"t:", h.to_hex().as_bytes()].concat(),
             Self::Refresh(h) => [b"r:", h.to_hex().as_bytes()].concat(),
+            Self::User(id) => [b"u:", id.as_bytes()].concat(),
             Self::Watermark => b"w:".to_vec(),
         }
     }
@@ -85,6 +90,7 @@ impl StateKey {
             b"s:" if !text.is_empty() => Ok(Self::Session(text.into())),
             b"t:" => TokenHash::from_hex(text).map(Self::Token).ok_or_else(bad),
             b"r:" => TokenHash::from_hex(text).map(Self::Refresh).ok_or_else(bad),
+            b"u:" if !text.is_empty() => Ok(Self::User(text.into())),
             b"w:" => Ok(Self::Watermark),
             _ => Err(bad()),
         }
@@ -109,6 +115,7 @@ impl StateValue {
             (StateKey::Session(_), Self::Session(_))
                 | (StateKey::Token(_), Self::Token(_))
                 | (StateKey::Refresh(_), Self::Refresh(_))
+                | (StateKey::User(_), Self::User(_))
                 | (StateKey::Watermark, Self::Watermark { .. })
         );
         if agrees {
@@ -134,6 +141,9 @@ impl Engine {
         for key in self.refresh.take_evicted() {
             out.push((StateKey::Refresh(key), None));
         }
+        for key in self.users.take_evicted() {
+            out.push((StateKey::User(key), None));
+        }
         for key in dirty {
             let value = match &key {
                 StateKey::Session(id) => self
@@ -142,6 +152,7 @@ impl Engine {
                     .map(|s| StateValue::Session(Box::new(s.clone()))),
                 StateKey::Token(h) => self.tokens.get(h).cloned().map(StateValue::Token),
                 StateKey::Refresh(h) => self.refresh.get(h).cloned().map(StateValue::Refresh),
+                StateKey::User(id) => self.users.get(&**id).cloned().map(StateValue::User),
                 StateKey::Watermark => continue,
             };
             out.push((key, value));
@@ -167,6 +178,9 @@ impl Engine {
             (StateKey::Refresh(h), Some(StateValue::Refresh(r))) => {
                 self.refresh.put(h, r);
             }
+            (StateKey::User(id), Some(StateValue::User(u))) => {
+                self.users.put(id, u);
+            }
             (StateKey::Watermark, Some(StateValue::Watermark { ms })) => {
                 self.watermark = self.watermark.max(ms);
                 self.persisted_watermark = self.watermark;
@@ -179,6 +193,9 @@ impl Engine {
             }
             (StateKey::Refresh(h), None) => {
                 self.refresh.remove(&h);
+            }
+            (StateKey::User(id), None) => {
+                self.users.remove(&*id);
             }
             _ => {}
         }
@@ -218,8 +235,8 @@ mod tests {
         a.drain_changes(&mut records);
         assert_eq!(
             records.len(),
-            3,
-            "session, token and watermark: {records:?}"
+            4,
+            "session, token, user baseline and watermark: {records:?}"
         );
         let mut b = Engine::new(&EngineConfig::default()).expect("defaults");
         for (k, v) in records {
@@ -229,6 +246,11 @@ mod tests {
             b.restore(k2, v2);
         }
         assert_eq!(b.session("s"), a.session("s"));
+        assert_eq!(
+            b.users.get("u"),
+            a.users.get("u"),
+            "the user baseline is restored"
+        );
         let out = feed(
             &mut b,
             &[

@@ -110,6 +110,10 @@ pub struct StateConfig {
     pub out_of_order_grace: HumanDuration,
     /// Window for per-session distinct counts (IPs, ASNs, devices, user agents).
     pub window: HumanDuration,
+    /// Most user baselines held at once (see `detectors.unfamiliar_place`).
+    pub max_users: usize,
+    /// How long a user baseline is kept after the user's last event.
+    pub user_ttl: HumanDuration,
 }
 
 impl Default for StateConfig {
@@ -122,6 +126,8 @@ impl Default for StateConfig {
             token_ttl: HumanDuration::secs(24 * 3600),
             out_of_order_grace: HumanDuration::secs(300),
             window: HumanDuration::secs(600),
+            max_users: 1_000_000,
+            user_ttl: HumanDuration::secs(90 * 86_400),
         }
     }
 }

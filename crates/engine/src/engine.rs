@@ -79,6 +79,7 @@ pub struct Engine {
     pub(crate) sessions: BoundedTable<Box<str>, SessionState>,
     pub(crate) tokens: BoundedTable<TokenHash, TokenBinding>,
     pub(crate) refresh: BoundedTable<TokenHash, RefreshState>,
+    pub(crate) users: BoundedTable<Box<str>, crate::users::UserBaseline>,
     grace_ms: i64,
     window_ms: i64,
     scope_baseline_ms: i64,
@@ -163,6 +164,7 @@ impl Engine {
             sessions: BoundedTable::new(st.idle_ttl.ms(), st.absolute_ttl.ms(), st.max_sessions),
             tokens: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
             refresh: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
+            users: BoundedTable::new(st.user_ttl.ms(), i64::MAX, st.max_users.max(1)),
             grace_ms: st.out_of_order_grace.ms(),
             window_ms: st.window.ms(),
             scope_baseline_ms,
@@ -263,6 +265,7 @@ impl Engine {
                 tokens: &self.tokens,
                 refresh: &self.refresh,
                 net: &self.net,
+                user: self.users.get(ev.user_id.as_str()),
             };
             for d in &self.detectors {
                 d.observe(&ctx, &mut self.findings);
@@ -282,6 +285,7 @@ impl Engine {
         self.govern(ev, new_session, out);
         self.update_session(ev, &obs);
         self.update_tokens(ev, &obs);
+        self.update_user(ev, &obs, new_session);
         if self.tracking {
             self.mark_dirty(ev);
         }
@@ -296,6 +300,7 @@ impl Engine {
             self.sessions.track_evictions();
             self.tokens.track_evictions();
             self.refresh.track_evictions();
+            self.users.track_evictions();
         }
     }
 
@@ -709,6 +714,7 @@ impl Engine {
         self.sessions.sweep(now);
         self.tokens.sweep(now);
         self.refresh.sweep(now);
+        self.users.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
     }
 
@@ -874,6 +880,46 @@ impl Engine {
             s.app = ev.app.as_deref().map(Into::into);
         }
         s.last_endpoint = Endpoint::of(ev);
+    }
+
+    /// Teaches the user's baseline: sessions started, and the countries, networks and
+    /// devices of successful events (not MFA answers from the authenticator).
+    fn update_user(&mut self, ev: &SessionEvent, obs: &Observation, new_session: bool) {
+        use crate::users::UserBaseline;
+        let uid = ev.user_id.as_str();
+        if self.users.get(uid).is_none() {
+            self.users.insert(
+                uid.into(),
+                UserBaseline {
+                    first_seen: ev.time_ms,
+                    last_seen: ev.time_ms,
+                    ..Default::default()
+                },
+            );
+        }
+        let Some(u) = self.users.get_mut(uid) else {
+            return;
+        };
+        u.last_seen = u.last_seen.max(ev.time_ms);
+        if new_session {
+            u.sessions = u.sessions.saturating_add(1);
+        }
+        if ev.success && ev.kind != EventKind::Mfa {
+            if let Some(p) = obs.place {
+                if p.country != 0 {
+                    UserBaseline::learn(&mut u.countries, p.country);
+                }
+                if p.asn != 0 {
+                    UserBaseline::learn(&mut u.asns, p.asn);
+                }
+            }
+            if let Some(d) = obs.device {
+                UserBaseline::learn(&mut u.devices, d);
+            }
+        }
+        if self.tracking {
+            self.dirty.insert(StateKey::User(uid.into()));
+        }
     }
 
     fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation) {

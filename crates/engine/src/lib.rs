@@ -38,6 +38,7 @@ pub mod policy;
 pub mod state;
 pub mod tokens;
 pub mod ua;
+pub mod users;
 pub mod window;
 
 pub use changelog::{StateKey, StateValue};

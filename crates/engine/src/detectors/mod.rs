@@ -11,6 +11,7 @@ pub mod new_country_asn;
 pub mod refresh_reuse;
 pub mod scope_expansion;
 pub mod token_replay;
+pub mod unfamiliar_place;
 
 use rustc_hash::FxHashSet;
 use serde::Deserialize;
@@ -98,6 +99,8 @@ pub struct Ctx<'a> {
     pub refresh: &'a BoundedTable<TokenHash, RefreshState>,
     /// Network classification.
     pub net: &'a Network,
+    /// The user's baseline across sessions, when the user has been seen.
+    pub user: Option<&'a crate::users::UserBaseline>,
 }
 
 impl Ctx<'_> {
@@ -161,10 +164,12 @@ pub enum Detector {
     RefreshReuse(refresh_reuse::RefreshReuse),
     /// Sensitive scopes granted beyond the session's baseline.
     ScopeExpansion(scope_expansion::ScopeExpansion),
+    /// A session starting where this user's sessions have never been.
+    UnfamiliarPlace(unfamiliar_place::UnfamiliarPlace),
 }
 
 /// Every detector name, in a stable order.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     new_country_asn::NAME,
     impossible_travel::NAME,
     concurrent_use::NAME,
@@ -172,6 +177,7 @@ pub const NAMES: [&str; 7] = [
     token_replay::NAME,
     refresh_reuse::NAME,
     scope_expansion::NAME,
+    unfamiliar_place::NAME,
 ];
 
 impl Detector {
@@ -185,6 +191,7 @@ impl Detector {
             Self::TokenReplay(_) => token_replay::NAME,
             Self::RefreshReuse(_) => refresh_reuse::NAME,
             Self::ScopeExpansion(_) => scope_expansion::NAME,
+            Self::UnfamiliarPlace(_) => unfamiliar_place::NAME,
         }
     }
 
@@ -198,6 +205,7 @@ impl Detector {
             Self::TokenReplay(d) => d.observe(ctx, out),
             Self::RefreshReuse(d) => d.observe(ctx, out),
             Self::ScopeExpansion(d) => d.observe(ctx, out),
+            Self::UnfamiliarPlace(d) => d.observe(ctx, out),
         }
     }
 }
@@ -220,6 +228,8 @@ pub struct DetectorsConfig {
     pub refresh_reuse: refresh_reuse::Config,
     /// Scope expansion.
     pub scope_expansion: scope_expansion::Config,
+    /// A session starting somewhere new for its user.
+    pub unfamiliar_place: unfamiliar_place::Config,
 }
 
 impl DetectorsConfig {
@@ -259,6 +269,11 @@ impl DetectorsConfig {
         if self.scope_expansion.enabled {
             out.push(Detector::ScopeExpansion(
                 scope_expansion::ScopeExpansion::new(&self.scope_expansion)?,
+            ));
+        }
+        if self.unfamiliar_place.enabled {
+            out.push(Detector::UnfamiliarPlace(
+                unfamiliar_place::UnfamiliarPlace::new(&self.unfamiliar_place)?,
             ));
         }
         Ok(out)
