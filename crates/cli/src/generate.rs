@@ -29,6 +29,8 @@ pub struct GenArgs {
     pub rate: u32,
     /// Which attacks to inject, and how often.
     pub mix: vigil_testkit::samples::Mix,
+    /// A generated population instead of the sample story.
+    pub population: Option<vigil_testkit::population::PopulationSpec>,
 }
 
 /// Parses a format name for `--format` (`mixed` means all four).
@@ -47,8 +49,15 @@ pub fn parse_formats(s: &str) -> Result<Vec<Format>, String> {
 
 /// Runs the generator.
 pub fn run(args: &GenArgs) -> Result<()> {
-    let (records, labels) =
-        vigil_testkit::samples::scaled_mix(args.copies, args.spacing_ms, &args.formats, &args.mix);
+    let (records, labels) = match &args.population {
+        Some(p) => vigil_testkit::population::generate(p, &args.formats),
+        None => vigil_testkit::samples::scaled_mix(
+            args.copies,
+            args.spacing_ms,
+            &args.formats,
+            &args.mix,
+        ),
+    };
     if let Some(p) = &args.labels {
         std::fs::write(p, serde_json::to_string_pretty(&labels)? + "\n")
             .with_context(|| format!("cannot write {}", p.display()))?;

@@ -282,6 +282,21 @@ Examples:
         /// sessions (1: every copy).
         #[arg(long, default_value_t = 1, value_name = "N")]
         attack_every: usize,
+        /// Generate a population of this many users over --days working days (office hours,
+        /// several apps, hourly token refresh, laptop and phone, office NAT, VPN, IPv6,
+        /// travel, browser updates) instead of the sample story; attacks of every kind go
+        /// into --attack-rate of the user-days.
+        #[arg(long, value_name = "USERS")]
+        population: Option<usize>,
+        /// Working days of the population.
+        #[arg(long, default_value_t = 10)]
+        days: usize,
+        /// Share of user-days with an injected attack (population).
+        #[arg(long, default_value_t = 0.02)]
+        attack_rate: f64,
+        /// Seed of the population (same seed, same traffic).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -482,6 +497,10 @@ fn run(cmd: Command) -> Result<(), Failure> {
             rate,
             attacks,
             attack_every,
+            population,
+            days,
+            attack_rate,
+            seed,
         } => {
             let formats = generate::parse_formats(&format)
                 .map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
@@ -498,6 +517,12 @@ fn run(cmd: Command) -> Result<(), Failure> {
                     attacks: attacks.0,
                     attack_every,
                 },
+                population: population.map(|users| vigil_testkit::population::PopulationSpec {
+                    users,
+                    days,
+                    attack_rate,
+                    seed,
+                }),
             };
             generate::run(&args).map_err(Failure::Runtime)
         }

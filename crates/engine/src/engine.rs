@@ -755,17 +755,67 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else {
             return;
         };
-        s.recent_findings.retain(|(t, _)| ev.time_ms - *t <= window);
+        // Findings older than the evidence window go (with their detector tags).
+        if s.recent_finding_detectors.len() != s.recent_findings.len() {
+            s.recent_finding_detectors = vec![u8::MAX; s.recent_findings.len()];
+        }
+        let keep: Vec<bool> = s
+            .recent_findings
+            .iter()
+            .map(|(t, _)| ev.time_ms - *t <= window)
+            .collect();
+        let mut k = keep.iter();
+        s.recent_findings.retain(|_| *k.next().unwrap_or(&false));
+        let mut k = keep.iter();
+        s.recent_finding_detectors
+            .retain(|_| *k.next().unwrap_or(&false));
         let mut revoke_detectors = Vec::new();
         let stats_window = s.window_stats(ev.time_ms, self.window_ms);
         for f in findings {
             *self.stats.findings.entry(f.detector).or_default() += 1;
-            let others: Vec<u8> = s.recent_findings.iter().map(|(_, c)| *c).collect();
-            let decision = self.policy.decide(f.detector, f.confidence, &others);
+            let idx = crate::detectors::NAMES
+                .iter()
+                .position(|n| *n == f.detector)
+                .map_or(u8::MAX, |i| i as u8);
+            // The same signal repeated is one piece of evidence: each detector counts once,
+            // with its strongest recent finding (a VPN user toggling all day stays one weak
+            // finding, not a pile of them).
+            let mut strongest: Vec<(u8, u8)> = Vec::new();
+            for (i, (_, c)) in s.recent_findings.iter().enumerate() {
+                let d = s
+                    .recent_finding_detectors
+                    .get(i)
+                    .copied()
+                    .unwrap_or(u8::MAX);
+                match strongest
+                    .iter_mut()
+                    .find(|(sd, _)| *sd == d && d != u8::MAX)
+                {
+                    Some(e) => e.1 = e.1.max(*c),
+                    None => strongest.push((d, *c)),
+                }
+            }
+            let own = strongest
+                .iter()
+                .filter(|(d, _)| *d == idx && idx != u8::MAX)
+                .map(|(_, c)| *c)
+                .max()
+                .unwrap_or(0)
+                .max(f.confidence);
+            let others: Vec<u8> = strongest
+                .iter()
+                .filter(|(d, _)| *d != idx || idx == u8::MAX)
+                .map(|(_, c)| *c)
+                .collect();
+            let decision = self.policy.decide(f.detector, own, &others);
             if s.recent_findings.len() >= 8 {
                 s.recent_findings.remove(0);
+                if !s.recent_finding_detectors.is_empty() {
+                    s.recent_finding_detectors.remove(0);
+                }
             }
             s.recent_findings.push((ev.time_ms, f.confidence));
+            s.recent_finding_detectors.push(idx);
             let Some(action) = decision.action else {
                 self.stats.findings_below_alert += 1;
                 continue;

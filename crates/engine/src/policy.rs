@@ -1,8 +1,9 @@
 //! Policy: how findings become actions.
 //!
 //! A session's risk is the noisy-OR of its findings' confidences within the evidence window:
-//! `1 - Π(1 - cᵢ)`. Independent weak signals add up (two findings at 60 make 84), a single
-//! strong one stands alone. The risk is then compared with the thresholds. A detector may be
+//! `1 - Π(1 - cᵢ)`, counting each detector once with its strongest finding (the engine
+//! collapses repeats: the same signal seen again is not new evidence). Independent weak
+//! signals add up (two detectors at 60 make 84), a single strong one stands alone. The risk is then compared with the thresholds. A detector may be
 //! capped (`max_action`): its finding alone cannot go beyond the cap, though it still adds to
 //! the risk that other findings act on.
 

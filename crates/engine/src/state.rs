@@ -89,6 +89,10 @@ pub struct SessionState {
     pub revoked: bool,
     /// Recent findings' (time, confidence), for combining evidence.
     pub recent_findings: Vec<(i64, u8)>,
+    /// The detector (index in `detectors::NAMES`) of each of `recent_findings`, in step
+    /// with it; absent in state written before it existed (each finding then counts alone).
+    #[serde(default)]
+    pub recent_finding_detectors: Vec<u8>,
     /// The endpoint of the previous event, shown as "before" in alerts.
     pub last_endpoint: Endpoint,
     /// Hashes of the latest source record ids, oldest first: a record delivered again (Kafka
@@ -134,6 +138,7 @@ impl SessionState {
             ended_at: None,
             revoked: false,
             recent_findings: Vec::new(),
+            recent_finding_detectors: Vec::new(),
             last_endpoint: Endpoint::default(),
             recent_ids: Vec::new(),
             identity: ev.identity_type,

@@ -13,9 +13,10 @@
 //! **Thresholds and why.** Alone this is a weak signal (people buy phones and travel), so it
 //! scores below the revoke threshold: a new country, network and device 45 (alert), 60 from a
 //! hosting provider's network (step-up); a new network in a familiar country with a new
-//! device 30. Its value is in the session risk: with any in-session finding in the policy's
-//! evidence window the noisy-OR crosses the revoke threshold sooner. Seven days and three
-//! sessions of learning keep a new employee's first week from looking foreign.
+//! device 25, below the alert threshold (a phone at home on a network the laptop never used).
+//! Its value is in the session risk: with any in-session finding in the policy's evidence
+//! window the noisy-OR crosses the revoke threshold sooner. Seven days and three sessions of
+//! learning keep a new employee's first week from looking foreign.
 //!
 //! **Benign cases it must not flag.** A user's usual places and devices; any user still
 //! learning; a known device in a new place (travel with one's own laptop); configured relay
@@ -56,7 +57,7 @@ impl Default for Config {
             min_sessions: 3,
             new_country_confidence: 45,
             hosting_confidence: 60,
-            new_network_confidence: 30,
+            new_network_confidence: 25,
         }
     }
 }
