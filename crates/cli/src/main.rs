@@ -247,7 +247,8 @@ Examples:
         #[arg(long, short, env = "VIGIL_CONFIG")]
         config: PathBuf,
     },
-    /// Write labelled synthetic IdP traffic (the sample story, repeated) to a file or topic.
+    /// Write labelled synthetic IdP traffic (the sample story repeated, or a generated
+    /// population with --population) to a file or topic.
     Gen {
         /// Copies of the sample story.
         #[arg(long, default_value_t = 100)]
