@@ -284,7 +284,7 @@ Examples:
         #[arg(long, default_value_t = 1, value_name = "N")]
         attack_every: usize,
         /// Generate a population of this many users over --days working days (office hours,
-        /// several apps, hourly token refresh, laptop and phone, office NAT, VPN, IPv6,
+        /// several apps, hourly token refresh, laptop and phone, office NAT, VPN, tethering, IPv6,
         /// travel, browser updates) instead of the sample story; attacks of every kind go
         /// into --attack-rate of the user-days.
         #[arg(long, value_name = "USERS")]

@@ -954,8 +954,18 @@ impl Engine {
         if new_session {
             u.sessions = u.sessions.saturating_add(1);
         }
-        if ev.success && ev.kind != EventKind::Mfa {
+        // Only events nothing was found on teach: an attacker's network or place must not
+        // become familiar through the very events that exposed it.
+        let suspect = !self.findings.is_empty()
+            || self
+                .sessions
+                .get(ev.session_id.as_str())
+                .is_some_and(|s| s.revoked);
+        if ev.success && ev.kind != EventKind::Mfa && !suspect {
             if let Some(p) = obs.place {
+                if let Some((lat, lon)) = p.coords {
+                    UserBaseline::learn(&mut u.places, crate::users::cell(lat, lon));
+                }
                 if p.country != 0 {
                     UserBaseline::learn(&mut u.countries, p.country);
                 }

@@ -28,6 +28,23 @@ pub struct UserBaseline {
     pub asns: Vec<u32>,
     /// Device fingerprint hashes the user's sessions used.
     pub devices: Vec<u64>,
+    /// Where the user's sessions were located, to a tenth of a degree (see [`cell`]).
+    #[serde(default)]
+    pub places: Vec<u32>,
+}
+
+/// A location to a tenth of a degree (about 11 km), packed in 32 bits.
+pub fn cell(lat: f64, lon: f64) -> u32 {
+    let la = (lat.clamp(-90.0, 90.0) * 10.0).round() as i16;
+    let lo = (lon.clamp(-180.0, 180.0) * 10.0).round() as i16;
+    (u32::from(la as u16) << 16) | u32::from(lo as u16)
+}
+
+/// The centre of a [`cell`].
+pub fn cell_coords(c: u32) -> (f64, f64) {
+    let la = f64::from((c >> 16) as u16 as i16) / 10.0;
+    let lo = f64::from((c & 0xffff) as u16 as i16) / 10.0;
+    (la, lo)
 }
 
 impl UserBaseline {
@@ -39,6 +56,13 @@ impl UserBaseline {
             }
             list.push(v);
         }
+    }
+
+    /// Whether any of the user's sessions was located within `km` of `at`.
+    pub fn has_been_near(&self, at: (f64, f64), km: f64) -> bool {
+        self.places
+            .iter()
+            .any(|&c| crate::geo::distance_km(cell_coords(c), at) <= km)
     }
 
     /// Whether the baseline has learned long enough, and from enough sessions, to be trusted.
@@ -76,5 +100,25 @@ mod tests {
         b.sessions = 3;
         assert!(!b.mature(10, 100, 3));
         assert!(b.mature(100, 100, 3));
+    }
+
+    #[test]
+    fn places_round_trip_to_a_tenth_of_a_degree() {
+        for (lat, lon) in [
+            (52.52, 13.405),
+            (-23.55, -46.63),
+            (40.71, -74.0),
+            (-90.0, 180.0),
+        ] {
+            let (a, o) = cell_coords(cell(lat, lon));
+            assert!((a - lat).abs() <= 0.05 + 1e-9 && (o - lon).abs() <= 0.05 + 1e-9);
+        }
+        let mut b = UserBaseline::default();
+        UserBaseline::learn(&mut b.places, cell(52.52, 13.405));
+        assert!(b.has_been_near((52.6, 13.3), 25.0), "Berlin is near Berlin");
+        assert!(
+            !b.has_been_near((53.55, 9.99), 100.0),
+            "Hamburg is 255 km away"
+        );
     }
 }

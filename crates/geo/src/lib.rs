@@ -274,10 +274,16 @@ impl GeoDb {
         }
         let g = &mut ev.geo;
         let needs_location = g.coordinates().is_none() || g.country.is_none();
-        if !needs_location && g.asn.is_some() {
+        // IdP-provided coordinates come without a radius; how well an address can be
+        // located is a property of its range, so the database's radius is taken for them.
+        let needs_radius = g.coordinates().is_some() && g.accuracy_km.is_none();
+        if !needs_location && !needs_radius && g.asn.is_some() {
             return;
         }
         let Some(info) = self.lookup(ip) else { return };
+        if needs_radius {
+            g.accuracy_km = info.accuracy_km;
+        }
         if g.country.is_none() {
             g.country = info.country.as_deref().map(str::to_owned);
         }

@@ -56,6 +56,26 @@ fn source_geo_wins_over_database() {
 }
 
 #[test]
+fn source_coordinates_take_the_database_radius_for_their_address() {
+    let mut g = db();
+    let ctx = vigil_model::adapters::AdapterContext::new(b"k");
+    // An IdP placing a carrier address at its hub, without a radius: how well the address
+    // can be located is the database's to say (500 km for this carrier range).
+    let line = br#"{"id":"1","time":"2024-05-01T00:00:00Z","kind":"access","session_id":"s","user_id":"u","ip":"5.146.3.3","asn":3209,"geo":{"country":"DE","lat":51.2277,"lon":6.7735}}"#;
+    let mut ev =
+        vigil_model::adapters::parse_record(line, Default::default(), &ctx).expect("valid");
+    g.enrich(&mut ev);
+    assert_eq!(ev.geo.accuracy_km, Some(500));
+    assert_eq!(ev.geo.lat, Some(51.2277), "the source's coordinates stay");
+    // A radius the source gives is kept.
+    let line = br#"{"id":"2","time":"2024-05-01T00:00:00Z","kind":"access","session_id":"s","user_id":"u","ip":"5.146.3.3","asn":3209,"geo":{"country":"DE","lat":51.2277,"lon":6.7735,"accuracy_km":20}}"#;
+    let mut ev =
+        vigil_model::adapters::parse_record(line, Default::default(), &ctx).expect("valid");
+    g.enrich(&mut ev);
+    assert_eq!(ev.geo.accuracy_km, Some(20));
+}
+
+#[test]
 fn garbage_is_a_clear_error() {
     let mut g = GeoDb::new(4);
     let err = g

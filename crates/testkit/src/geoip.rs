@@ -57,7 +57,7 @@ pub fn test_database() -> Vec<u8> {
             location: Location {
                 latitude: p.lat,
                 longitude: p.lon,
-                accuracy_radius: 10,
+                accuracy_radius: p.accuracy_km,
             },
             autonomous_system_number: p.asn,
             autonomous_system_organization: p.as_org,

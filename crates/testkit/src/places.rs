@@ -22,10 +22,17 @@ pub struct Place {
     pub cidr: &'static str,
     /// An address inside it.
     pub ip: &'static str,
+    /// The database's accuracy radius for the network, km.
+    pub accuracy_km: u16,
 }
 
 macro_rules! place {
     ($name:ident, $city:expr, $cc:expr, $cn:expr, $lat:expr, $lon:expr, $asn:expr, $org:expr, $cidr:expr, $ip:expr) => {
+        place!(
+            $name, $city, $cc, $cn, $lat, $lon, $asn, $org, $cidr, $ip, 10
+        );
+    };
+    ($name:ident, $city:expr, $cc:expr, $cn:expr, $lat:expr, $lon:expr, $asn:expr, $org:expr, $cidr:expr, $ip:expr, $acc:expr) => {
         #[doc = concat!($city, ", ", $org)]
         pub const $name: Place = Place {
             city: $city,
@@ -37,6 +44,7 @@ macro_rules! place {
             as_org: $org,
             cidr: $cidr,
             ip: $ip,
+            accuracy_km: $acc,
         };
     };
 }
@@ -174,8 +182,37 @@ place!(
     "177.32.7.7"
 );
 
+// Carrier networks for laptops tethered to a phone: the database places them at the
+// carrier's hub, far from the user, with a radius as wide as that uncertainty.
+place!(
+    DUSSELDORF_VODAFONE_MOBILE,
+    "Dusseldorf",
+    "DE",
+    "Germany",
+    51.2277,
+    6.7735,
+    3209,
+    "Vodafone GmbH",
+    "5.146.0.0/16",
+    "5.146.3.3",
+    500
+);
+place!(
+    MANCHESTER_EE_MOBILE,
+    "Manchester",
+    "GB",
+    "United Kingdom",
+    53.4808,
+    -2.2426,
+    12576,
+    "EE Limited",
+    "31.94.0.0/16",
+    "31.94.2.2",
+    200
+);
+
 /// Every place, for the GeoIP database.
-pub const ALL: [Place; 11] = [
+pub const ALL: [Place; 13] = [
     LONDON_BT,
     LONDON_BT_V6,
     AMSTERDAM_DO,
@@ -187,4 +224,6 @@ pub const ALL: [Place; 11] = [
     LONDON_CORP_NAT,
     SINGAPORE_AWS,
     SAO_PAULO_VIVO,
+    DUSSELDORF_VODAFONE_MOBILE,
+    MANCHESTER_EE_MOBILE,
 ];

@@ -83,6 +83,8 @@ struct User {
     traveller: bool,
     updates_browser: bool,
     format: Format,
+    /// Tethers the laptop to a phone now and then during the day.
+    tethers: bool,
 }
 
 struct Gen {
@@ -203,6 +205,7 @@ pub fn generate(
                 traveller: home.city == "London" && rng.chance(0.1),
                 updates_browser: rng.chance(0.1),
                 format: formats[i % formats.len().max(1)],
+                tethers: matches!(home.city, "London" | "Berlin") && rng.chance(0.1),
             }
         })
         .collect();
@@ -272,6 +275,7 @@ fn workday(
     } else {
         u.office
     };
+    let base = place;
     let ua = if u.updates_browser && day >= 2 && u.laptop_ua == CHROME_WIN {
         CHROME_WIN_121
     } else {
@@ -315,18 +319,42 @@ fn workday(
         if t >= end {
             break;
         }
+        let before = place;
         if u.vpn && rng.chance(0.2) {
             place = if place.asn == places::FRANKFURT_ZSCALER.asn {
-                u.office
+                base
             } else {
                 places::FRANKFURT_ZSCALER
             };
-        } else if u.ipv6 && rng.chance(0.3) {
+        } else if u.tethers && base == u.office && rng.chance(0.2) {
+            let carrier = if u.home.country == "DE" {
+                places::DUSSELDORF_VODAFONE_MOBILE
+            } else {
+                places::MANCHESTER_EE_MOBILE
+            };
+            place = if place == carrier { base } else { carrier };
+        } else if u.ipv6 && base == u.office && rng.chance(0.3) {
             place = if place == places::LONDON_BT_V6 {
                 places::LONDON_BT
             } else {
                 places::LONDON_BT_V6
             };
+        }
+        if place != before {
+            // Work goes on through a network change: a request on the old network moments
+            // before the first on the new one.
+            let app = u.apps[rng.below(u.apps.len() as u64) as usize];
+            let e = g.push(
+                u,
+                &s,
+                t - 90_000,
+                EventKind::Access,
+                before,
+                ua,
+                Some(dev),
+                app,
+            );
+            e.token_id = Some(jti(n));
         }
         if t - last_refresh >= 60 * MIN {
             n += 1;
@@ -394,6 +422,8 @@ fn workday(
                 "real_travel_after_hours"
             } else if u.vpn {
                 "vpn_change"
+            } else if u.tethers {
+                "laptop_tethering"
             } else if u.ipv6 {
                 "ipv4_ipv6_switch"
             } else if u.updates_browser {
@@ -649,6 +679,7 @@ mod tests {
             .collect();
         for t in [
             "vpn_change",
+            "laptop_tethering",
             "mobile_evening",
             "shared_corporate_nat",
             "normal",

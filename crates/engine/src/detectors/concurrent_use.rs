@@ -8,14 +8,27 @@
 //! `min_distance_km` apart net of accuracy when both are located; without coordinates, a
 //! different ASN together with a different device or client.
 //!
+//! The first jump is enough when it is unambiguous: the session was used at A within the
+//! window, now appears at B more than `min_distance_km` away net of both accuracy radii, at
+//! a speed above `first_jump_min_speed_kmh`, both places are precise fixes (accuracy radius at
+//! most `first_jump_max_accuracy_km`), neither is a relay or flagged proxy, and none of the
+//! user's earlier sessions was near B, and the session is not a phone's (a phone moving from
+//! Wi-Fi to a carrier network is a hop the interleaving rule judges). The session is revoked on the attacker's first event
+//! instead of on the victim's next one.
+//!
 //! **Thresholds and why.** Window 10 minutes and 100 km: a person does not commute 100 km and
 //! back in ten minutes, and interleaving (rather than a single move) is what separates two
 //! concurrent users from one traveller. Confidence 90: it is the clearest sign of a copied
-//! session.
+//! session. For the first jump, 900 km/h (an airliner) and radii of at most 100 km: mobile
+//! carrier addresses, which geolocate to hubs hundreds of kilometres from the phone, come
+//! with radii of hundreds of kilometres, so a phone hop stays an interleaving question; a
+//! place the user's sessions have used before (a tethered phone's hub that always geolocates
+//! to the same wrong city) is not a jump.
 //!
 //! **Benign cases it must not flag.** Phone and laptop of the same user on Wi-Fi and mobile in
 //! one city (same place within 100 km); a shared corporate NAT (same place); VPN toggling on
-//! configured relay ASNs.
+//! configured relay ASNs; a laptop tethered to a phone whose carrier geolocates it to a hub
+//! far away with a wide radius.
 
 use serde::Deserialize;
 use vigil_model::{Anomaly, Finding};
@@ -39,6 +52,13 @@ pub struct Config {
     pub min_distance_km: f64,
     /// Confidence.
     pub confidence: u8,
+    /// Whether the first unambiguous jump (see the module docs) is enough, without waiting
+    /// for the session to come back.
+    pub first_jump: bool,
+    /// Slowest speed, km/h net of accuracy, that makes a first jump.
+    pub first_jump_min_speed_kmh: f64,
+    /// Widest accuracy radius, km, either place of a first jump may have.
+    pub first_jump_max_accuracy_km: u32,
 }
 
 impl Default for Config {
@@ -48,6 +68,9 @@ impl Default for Config {
             window: HumanDuration::secs(600),
             min_distance_km: 100.0,
             confidence: 90,
+            first_jump: true,
+            first_jump_min_speed_kmh: 900.0,
+            first_jump_max_accuracy_km: 100,
         }
     }
 }
@@ -75,6 +98,20 @@ impl ConcurrentUse {
             100,
             "between 0 and 100",
         )?;
+        check_range(
+            "detectors.concurrent_use.first_jump_min_speed_kmh",
+            cfg.first_jump_min_speed_kmh,
+            100.0,
+            100_000.0,
+            "between 100 and 100000",
+        )?;
+        check_range(
+            "detectors.concurrent_use.first_jump_max_accuracy_km",
+            cfg.first_jump_max_accuracy_km,
+            1,
+            1_000,
+            "between 1 and 1000",
+        )?;
         if cfg.window.ms() <= 0 {
             return Err(ConfigError::OutOfRange {
                 field: "detectors.concurrent_use.window",
@@ -100,6 +137,31 @@ impl ConcurrentUse {
         }
     }
 
+    /// Whether the move from `last` to `place` is an unambiguous first jump.
+    fn first_jump(&self, ctx: &Ctx<'_>, last: &Place, place: &Place) -> bool {
+        let max_acc = self.cfg.first_jump_max_accuracy_km;
+        if ctx.ev.time_ms - last.last_seen > self.cfg.window.ms()
+            || last.accuracy_km > max_acc
+            || place.accuracy_km > max_acc
+            || ctx.ev.geo.is_proxy == Some(true)
+            || ctx
+                .session
+                .and_then(|s| s.ua)
+                .is_some_and(|u| matches!(u.os, crate::ua::Os::Ios | crate::ua::Os::Android))
+        {
+            return false;
+        }
+        let (Some((_, speed)), Some(at)) =
+            (super::travel(last, place, ctx.ev.time_ms), place.coords)
+        else {
+            return false;
+        };
+        speed > self.cfg.first_jump_min_speed_kmh
+            && !ctx.user.is_some_and(|u| {
+                u.has_been_near(at, self.cfg.min_distance_km + f64::from(place.accuracy_km))
+            })
+    }
+
     /// Looks at one event.
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else {
@@ -113,6 +175,28 @@ impl ConcurrentUse {
         }
         let now = ctx.ev.time_ms;
         let window = self.cfg.window.ms();
+        if self.cfg.first_jump && self.first_jump(ctx, &last, &place) {
+            let after = vigil_model::Endpoint::of(ctx.ev);
+            let (km, _) = super::travel(&last, &place, now).unwrap_or_default();
+            out.push(ctx.finding(
+                NAME,
+                self.cfg.confidence,
+                "Session in use from two places at once".into(),
+                format!(
+                    "Session {} was in use at {} {:.0} seconds ago and is now used at {}, at least {km:.0} km away, where none of the user's sessions has been.",
+                    ctx.ev.session_id,
+                    describe(&s.last_endpoint),
+                    (now - last.last_seen) as f64 / 1_000.0,
+                    describe(&after),
+                ),
+                vec![Anomaly {
+                    parameter: "concurrent_places",
+                    baseline: "1".into(),
+                    observed: "2".into(),
+                }],
+            ));
+            return;
+        }
         let returned = s.places.iter().rev().skip(1).find(|p| {
             now - p.last_seen <= window
                 && p.last_seen <= last.last_seen
