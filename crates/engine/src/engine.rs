@@ -28,6 +28,8 @@ const MAX_SCOPES: usize = 64;
 const RECENT_IDS: usize = 8;
 /// How often (in event time) expired entries are swept.
 const SWEEP_EVERY_MS: i64 = 60_000;
+/// Table entries an expiry sweep may look at per event processed since the last one.
+const SWEEP_COST_PER_EVENT: u64 = 8;
 /// Most child sessions remembered per parent for delegation revocation.
 const MAX_CHILDREN: usize = 32;
 
@@ -89,6 +91,8 @@ pub struct Engine {
     pub(crate) dirty: FxHashSet<StateKey>,
     tracking: bool,
     next_sweep: i64,
+    /// Events processed since the last expiry sweep.
+    since_sweep: u64,
     findings: Vec<Finding>,
     pub(crate) governance: GovernanceConfig,
     /// Counters.
@@ -173,6 +177,7 @@ impl Engine {
             dirty: FxHashSet::default(),
             tracking: false,
             next_sweep: i64::MIN,
+            since_sweep: 0,
             findings: Vec::new(),
             governance: cfg.governance.clone(),
             stats: EngineStats::default(),
@@ -225,9 +230,20 @@ impl Engine {
             ));
         }
         self.watermark = self.watermark.max(ev.time_ms);
+        self.since_sweep += 1;
         if self.watermark >= self.next_sweep {
             self.enforce_lifetimes(self.watermark, out);
-            self.sweep(self.watermark);
+            // Expiry scans every table, so it waits until enough events have passed to pay
+            // for it (at most SWEEP_COST_PER_EVENT entries looked at per event): a backlog
+            // that covers many minutes of event time in a few seconds does not rescan a
+            // million sessions every few events. Memory stays bounded by the caps meanwhile.
+            let entries =
+                self.sessions.len() + self.tokens.len() + self.refresh.len() + self.users.len();
+            if self.since_sweep.saturating_mul(SWEEP_COST_PER_EVENT) >= entries as u64 {
+                self.sweep(self.watermark);
+            } else {
+                self.next_sweep = self.watermark.saturating_add(SWEEP_EVERY_MS);
+            }
         }
         match ev.kind {
             EventKind::UserLifecycle => {
@@ -716,6 +732,7 @@ impl Engine {
         self.refresh.sweep(now);
         self.users.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
+        self.since_sweep = 0;
     }
 
     fn observe_event(&self, ev: &SessionEvent) -> Observation {
@@ -1111,5 +1128,47 @@ fn lifecycle_rule(change: vigil_model::LifecycleChange) -> &'static str {
         L::PasswordReset => "lifecycle.password_reset",
         L::MfaReset => "lifecycle.mfa_reset",
         L::CredentialsChanged => "lifecycle.credentials_changed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+
+    fn event(ctx: &AdapterContext, session: usize, seq: usize, minute: i64) -> SessionEvent {
+        let line = format!(
+            r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"s{session}","user_id":"u{session}","ip":"81.2.69.10"}}"#,
+            1_714_550_400_000i64 + minute * 60_000
+        );
+        parse_record(line.as_bytes(), InputFormat::Native, ctx).expect("valid")
+    }
+
+    #[test]
+    fn expiry_waits_for_enough_events_to_pay_for_the_scan_then_expires_everything_idle() {
+        let ctx = AdapterContext::new(b"k");
+        let mut cfg = EngineConfig::default();
+        cfg.state.idle_ttl = crate::config::HumanDuration::secs(300);
+        let mut engine = Engine::new(&cfg).expect("valid");
+        let mut out = Output::default();
+        for s in 0..1000 {
+            engine.process(&event(&ctx, s, s, 0), &mut out).expect("ok");
+        }
+        assert_eq!(engine.live_sessions(), 1000);
+        // One event a minute from one session, 10 minutes on: the others are idle, but a
+        // scan of 2,000 entries is not paid for by a handful of events.
+        for m in 1..=10 {
+            engine
+                .process(&event(&ctx, 0, 1000 + m as usize, m), &mut out)
+                .expect("ok");
+        }
+        assert_eq!(engine.live_sessions(), 1000, "the scan is deferred");
+        // Enough events later the scan runs and expires every idle session.
+        let mut seq = 2000;
+        for m in 11..400 {
+            seq += 1;
+            engine.process(&event(&ctx, 0, seq, m), &mut out).expect("ok");
+        }
+        assert_eq!(engine.live_sessions(), 1, "only the active session is left");
     }
 }
