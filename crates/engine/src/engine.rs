@@ -1167,7 +1167,9 @@ mod tests {
         let mut seq = 2000;
         for m in 11..400 {
             seq += 1;
-            engine.process(&event(&ctx, 0, seq, m), &mut out).expect("ok");
+            engine
+                .process(&event(&ctx, 0, seq, m), &mut out)
+                .expect("ok");
         }
         assert_eq!(engine.live_sessions(), 1, "only the active session is left");
     }

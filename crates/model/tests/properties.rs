@@ -264,3 +264,121 @@ mod vendor_shapes {
         assert_eq!(r.reason, vigil_model::RejectReason::UnsupportedEvent);
     }
 }
+
+/// Every field the native schema reads, as JSON pointers.
+const NATIVE_FIELDS: [&str; 31] = [
+    "/id",
+    "/time",
+    "/kind",
+    "/success",
+    "/session_id",
+    "/root_session_id",
+    "/parent_session_id",
+    "/user_id",
+    "/tenant",
+    "/ip",
+    "/user_agent",
+    "/device_id",
+    "/token_id",
+    "/token_hash",
+    "/refresh_token_id",
+    "/refresh_token_hash",
+    "/new_refresh_token_id",
+    "/new_refresh_token_hash",
+    "/scopes",
+    "/app",
+    "/client_id",
+    "/geo",
+    "/asn",
+    "/as_org",
+    "/is_proxy",
+    "/identity_type",
+    "/lifecycle",
+    "/found_in",
+    "/event",
+    "/geo/lat",
+    "/geo/accuracy_km",
+];
+
+fn native_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        arb_json(),
+        Just(json!("")),
+        Just(json!("3320")),
+        Just(json!(" 1.5 ")),
+        Just(json!(12345)),
+        Just(json!(-7)),
+        Just(json!(2.5)),
+        Just(json!(1_714_550_400)),
+        Just(json!(1_714_550_400_123i64)),
+        Just(json!("2024-05-01T12:00:00+02:00")),
+        Just(json!("true")),
+        Just(json!(["a", " b ", ""])),
+        Just(json!(["a", 1])),
+        Just(json!("user_lifecycle")),
+        Just(json!("token_exposed")),
+        Just(json!("deactivated")),
+        Just(json!("agent")),
+        Just(json!("0123456789abcdef0123456789abcdef")),
+        Just(json!("81.2.69.10:443")),
+        Just(json!({"lat": 1.0, "lon": 2.0, "accuracy_km": 5})),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// The typed fast path for native records answers only when it agrees with the general
+    /// path: same event, never an event where the general path rejects.
+    #[test]
+    fn the_native_fast_path_agrees_with_the_general_path(
+        line_idx in 0usize..64,
+        edits in prop::collection::vec((0usize..31, prop::option::of(native_value())), 0..4),
+    ) {
+        let c = ctx();
+        let text = std::fs::read_to_string(format!("{}/../../tests/data/samples/native.jsonl", env!("CARGO_MANIFEST_DIR"))).expect("samples");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut v: Value = serde_json::from_str(lines[line_idx % lines.len()]).expect("json");
+        for (field, val) in edits {
+            let p = NATIVE_FIELDS[field];
+            let (parent, key) = p.rsplit_once('/').expect("pointer");
+            let Some(Value::Object(m)) = (if parent.is_empty() { Some(&mut v) } else { v.pointer_mut(parent) }) else {
+                continue;
+            };
+            match val {
+                Some(val) => { m.insert(key.to_owned(), val); }
+                None => { m.remove(key); }
+            }
+        }
+        let text = v.to_string();
+        if let Some(fast) = vigil_model::adapters::native::parse_fast(&text, &c) {
+            for f in [InputFormat::Native, InputFormat::Auto] {
+                let general = parse_value(&v, f, &c);
+                prop_assert!(general.is_ok(), "fast path accepted what the general path rejects: {:?} for {}", general, text);
+                prop_assert_eq!(&fast, &general.expect("ok"));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_native_sample_takes_the_fast_path_and_matches_the_general_path() {
+    let c = ctx();
+    let text = std::fs::read_to_string(format!(
+        "{}/../../tests/data/samples/native.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("samples");
+    let mut n = 0;
+    for line in text.lines() {
+        let fast = vigil_model::adapters::native::parse_fast(line, &c)
+            .unwrap_or_else(|| panic!("fast path declined a valid sample: {line}"));
+        let v: Value = serde_json::from_str(line).expect("json");
+        assert_eq!(
+            fast,
+            parse_value(&v, InputFormat::Native, &c).expect("valid")
+        );
+        n += 1;
+    }
+    assert!(n > 50, "{n} samples");
+}

@@ -131,7 +131,7 @@ pub fn req_time(v: &Value, path: &[&str], field: &'static str) -> Result<i64, Re
 }
 
 /// Epoch seconds (below 1e11) or milliseconds to milliseconds.
-fn epoch_to_ms(x: f64) -> Option<i64> {
+pub fn epoch_to_ms(x: f64) -> Option<i64> {
     if !x.is_finite() || x.abs() > 1e16 {
         return None;
     }

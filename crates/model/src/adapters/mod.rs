@@ -116,6 +116,16 @@ pub fn parse_record(
             ),
         )
     })?;
+    // Well-formed native records take one typed pass; everything else, and every record
+    // the typed pass is unsure of, the general path below.
+    let native_candidate = match format {
+        InputFormat::Native => true,
+        InputFormat::Auto => text.contains("\"kind\""),
+        _ => false,
+    };
+    if native_candidate && let Some(ev) = native::parse_fast(text, ctx) {
+        return Ok(ev);
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Rejection::new(
             RejectReason::MalformedJson,
