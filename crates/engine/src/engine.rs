@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use vigil_model::{
-    Action, Alert, Anomaly, Endpoint, EventKind, Finding, IdentityType, RejectReason, Rejection,
-    Revocation, SessionEvent, Severity, TokenHash, WindowStats,
+    Action, Alert, Anomaly, EventKind, Finding, IdentityType, RejectReason, Rejection, Revocation,
+    SessionEvent, Severity, TokenHash, WindowStats,
 };
 
 use rustc_hash::FxHashSet;
@@ -736,6 +736,15 @@ impl Engine {
     }
 
     fn observe_event(&self, ev: &SessionEvent) -> Observation {
+        /// The hash of the address's text form, formatted on the stack.
+        fn hash_ip(ip: std::net::IpAddr) -> u64 {
+            use std::io::Write;
+            let mut buf = [0u8; 64];
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{ip}");
+            let n = 64 - w.len();
+            hash_str(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+        }
         let device = ev.device_id.as_deref().map(hash_str);
         let place =
             if ev.geo.coordinates().is_some() || ev.geo.asn.is_some() || ev.geo.country.is_some() {
@@ -743,11 +752,13 @@ impl Engine {
                     coords: ev.geo.coordinates(),
                     accuracy_km: ev.geo.accuracy_km.unwrap_or(self.net.default_accuracy_km),
                     asn: ev.geo.asn.unwrap_or(0),
-                    country: ev
-                        .geo
-                        .country
-                        .as_deref()
-                        .map_or(0, |c| hash_str(&c.to_ascii_uppercase())),
+                    country: ev.geo.country.as_deref().map_or(0, |c| {
+                        if c.bytes().any(|b| b.is_ascii_lowercase()) {
+                            hash_str(&c.to_ascii_uppercase())
+                        } else {
+                            hash_str(c)
+                        }
+                    }),
                     device: device.unwrap_or(0),
                     first_seen: ev.time_ms,
                     last_seen: ev.time_ms,
@@ -758,7 +769,7 @@ impl Engine {
         Observation {
             ua: ev.user_agent.as_deref().map(ua::parse),
             device,
-            ip: ev.ip.map(|ip| hash_str(&ip.to_string())),
+            ip: ev.ip.map(hash_ip),
             ua_hash: ev.user_agent.as_deref().map(hash_str),
             place,
         }
@@ -946,7 +957,7 @@ impl Engine {
         if s.app.is_none() {
             s.app = ev.app.as_deref().map(Into::into);
         }
-        s.last_endpoint = Endpoint::of(ev);
+        s.last_endpoint.assign(ev);
     }
 
     /// Teaches the user's baseline: sessions started, and the countries, networks and
