@@ -137,6 +137,12 @@ fn detection_and_dead_letters_over_the_mock_cluster() {
         run.await.expect("join").expect("runtime stopped cleanly");
 
         assert_eq!(support::revoked_sessions(&revs), support::must_revoke(&labels));
+        // Each revocation names when its source record was written, for latency downstream.
+        for r in &revs {
+            let src: i64 = r.headers[vigil_kafka::bench::SOURCE_TIMESTAMP_HEADER].parse().expect("epoch ms");
+            let out = r.timestamp_ms.expect("timestamp");
+            assert!(src > 1_700_000_000_000 && src <= out && out - src < 60_000, "source {src}, output {out}");
+        }
         let reasons: Vec<&str> = dead.iter().map(|d| d.headers["vigil.reason"].as_str()).collect();
         assert_eq!(reasons, ["malformed_json", "invalid_utf8", "absurd_timestamp"]);
         for d in &dead {

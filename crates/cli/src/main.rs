@@ -164,6 +164,24 @@ undeliverable output); 2 bad flags or config.")]
         #[arg(long, default_value = "auto", value_parser = parse_format)]
         format: InputFormat,
     },
+    /// Read output topics (revocations, alerts) and report event-to-output latency from the
+    /// `vigil.source_timestamp` header each output carries: p50/p99/p99.9 (hdrhistogram) of
+    /// when Vigil produced it and of when this reader received it.
+    #[command(hide = true)]
+    BenchLatency {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Output topic to read; repeatable.
+        #[arg(long, required = true)]
+        topic: Vec<String>,
+        /// Stop after this long without a record (once one arrived).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        idle: std::time::Duration,
+        /// Stop after this long in any case.
+        #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+        deadline: std::time::Duration,
+    },
     /// Read a topic as fast as a bare consumer can, doing nothing with the payloads: the
     /// ceiling the end-to-end bench compares `vigil run` against.
     #[command(hide = true)]
@@ -575,6 +593,46 @@ fn run(cmd: Command) -> Result<(), Failure> {
             println!(
                 "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"records_per_second\":{:.0}}}",
                 r.records, r.bytes, r.seconds, rate
+            );
+            Ok(())
+        }
+        Command::BenchLatency {
+            brokers,
+            topic,
+            idle,
+            deadline,
+        } => {
+            let mut base = rdkafka::ClientConfig::new();
+            base.set("bootstrap.servers", &brokers);
+            let group = format!("vigil-bench-latency-{}", std::process::id());
+            let topics: Vec<&str> = topic.iter().map(String::as_str).collect();
+            let rt = setup::runtime().map_err(|e| Failure::Runtime(e.into()))?;
+            let r = rt
+                .block_on(vigil_kafka::bench::output_latency(
+                    &base, &topics, &group, idle, deadline,
+                ))
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let quantiles = |v: &[i64]| {
+                let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)
+                    .expect("static bounds");
+                for &ms in v {
+                    h.saturating_record(ms.max(0) as u64);
+                }
+                serde_json::json!({
+                    "count": h.len(),
+                    "p50_ms": h.value_at_quantile(0.5),
+                    "p99_ms": h.value_at_quantile(0.99),
+                    "p999_ms": h.value_at_quantile(0.999),
+                    "max_ms": h.max(),
+                })
+            };
+            println!(
+                "{}",
+                serde_json::json!({
+                    "emitted": quantiles(&r.emitted_ms),
+                    "received": quantiles(&r.received_ms),
+                    "without_header": r.without_header,
+                })
             );
             Ok(())
         }

@@ -75,3 +75,90 @@ pub async fn raw_consume(
         seconds,
     })
 }
+
+/// Header on alerts and revocations carrying the Kafka timestamp (epoch ms) of the input
+/// record that caused them, so end-to-end latency can be measured downstream.
+pub const SOURCE_TIMESTAMP_HEADER: &str = "vigil.source_timestamp";
+
+/// Event-to-output latencies read back from output topics.
+#[derive(Debug, Clone, Default)]
+pub struct OutputLatencies {
+    /// Per output record: its Kafka timestamp (when Vigil produced it) minus the source
+    /// record's, ms.
+    pub emitted_ms: Vec<i64>,
+    /// Per output record: when this reader received it (wall clock) minus the source
+    /// record's timestamp, ms. Meaningful when the reader runs while the load is offered.
+    pub received_ms: Vec<i64>,
+    /// Output records without the source-timestamp header (not counted above).
+    pub without_header: u64,
+}
+
+/// Reads `topics` from the beginning in a fresh group until `idle` passes without a record
+/// (after the first one) or `deadline` passes, collecting event-to-output latencies.
+pub async fn output_latency(
+    base: &ClientConfig,
+    topics: &[&str],
+    group: &str,
+    idle: Duration,
+    deadline: Duration,
+) -> Result<OutputLatencies, RuntimeError> {
+    use rdkafka::message::Headers;
+    let consumer: StreamConsumer = base
+        .clone()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .map_err(|source| RuntimeError::Kafka {
+            context: "cannot create the latency reader".into(),
+            source,
+        })?;
+    consumer
+        .subscribe(topics)
+        .map_err(|source| RuntimeError::Kafka {
+            context: "cannot subscribe".into(),
+            source,
+        })?;
+    let mut out = OutputLatencies::default();
+    let start = Instant::now();
+    let mut seen_any = false;
+    while start.elapsed() < deadline {
+        let wait = if seen_any {
+            idle
+        } else {
+            deadline - start.elapsed()
+        };
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                seen_any = true;
+                let received = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let source = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == SOURCE_TIMESTAMP_HEADER)
+                        .and_then(|x| x.value)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                });
+                match (source, m.timestamp().to_millis()) {
+                    (Some(src), Some(ts)) => {
+                        out.emitted_ms.push(ts - src);
+                        out.received_ms.push(received - src);
+                    }
+                    _ => out.without_header += 1,
+                }
+            }
+            Ok(Err(e)) => {
+                return Err(RuntimeError::Kafka {
+                    context: "latency reader failed".into(),
+                    source: e,
+                });
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}

@@ -477,7 +477,10 @@ pub async fn run(
                     // Not ours (any more): it will be consumed by the partition's owner.
                     continue;
                 };
-                let topic = topic_names.entry(m.topic().to_owned()).or_insert_with(|| Arc::from(m.topic())).clone();
+                let topic = match topic_names.get(m.topic()) {
+                    Some(t) => t.clone(),
+                    None => topic_names.entry(m.topic().to_owned()).or_insert_with(|| Arc::from(m.topic())).clone(),
+                };
                 let rec = Incoming {
                     topic,
                     partition: m.partition(),

@@ -278,7 +278,7 @@ impl Task {
             Ok(()) => {}
         }
         self.last_event = std::time::Instant::now();
-        let now = self.emit().await?;
+        let now = self.emit(r.timestamp_ms).await?;
         if let Some(ts) = r.timestamp_ms {
             self.shared
                 .metrics
@@ -291,8 +291,21 @@ impl Task {
 
     /// Sends what the engine produced (alerts, revocations); returns the wall-clock time in
     /// epoch ms used as the SETs' `iat`.
-    async fn emit(&mut self) -> Result<i64, RuntimeError> {
+    async fn emit(&mut self, source_ts: Option<i64>) -> Result<i64, RuntimeError> {
+        if self.out.alerts.is_empty() && self.out.revocations.is_empty() {
+            return Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64));
+        }
         let mut outputs = std::mem::take(&mut self.out);
+        let source_ts = source_ts.map(|t| t.to_string());
+        let source_header = |h: OwnedHeaders| match &source_ts {
+            Some(ts) => h.insert(Header {
+                key: crate::bench::SOURCE_TIMESTAMP_HEADER,
+                value: Some(ts.as_str()),
+            }),
+            None => h,
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -303,11 +316,14 @@ impl Task {
                 .with_label_values(&[a.action.as_str()])
                 .inc();
             let body = a.to_ocsf(env!("CARGO_PKG_VERSION")).to_string();
+            let headers = source_ts
+                .is_some()
+                .then(|| source_header(OwnedHeaders::new()));
             self.send(
                 Out::Alerts,
                 a.subject.session_id.as_bytes(),
                 Some(body.as_bytes()),
-                None,
+                headers,
                 None,
             )
             .await?;
@@ -329,15 +345,17 @@ impl Task {
                 Some(jws) => (jws, "application/secevent+jwt"),
                 None => (claims.to_string(), "application/json"),
             };
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(ctype),
-                })
-                .insert(Header {
-                    key: "vigil.jti",
-                    value: Some(rv.id.as_str()),
-                });
+            let headers = source_header(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "content-type",
+                        value: Some(ctype),
+                    })
+                    .insert(Header {
+                        key: "vigil.jti",
+                        value: Some(rv.id.as_str()),
+                    }),
+            );
             self.send(
                 Out::Revocations,
                 rv.subject.session_id.as_bytes(),
@@ -378,7 +396,7 @@ impl Task {
         let now = wm.saturating_add(i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX));
         self.engine.on_tick(now, &mut self.out);
         if !self.out.alerts.is_empty() || !self.out.revocations.is_empty() {
-            self.emit().await?;
+            self.emit(None).await?;
         }
         Ok(())
     }
