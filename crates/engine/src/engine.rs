@@ -7,7 +7,7 @@ use vigil_model::{
     SessionEvent, Severity, TokenHash, WindowStats,
 };
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::changelog::StateKey;
 use crate::config::{ConfigError, EngineConfig};
@@ -30,6 +30,8 @@ const RECENT_IDS: usize = 8;
 const SWEEP_EVERY_MS: i64 = 60_000;
 /// Table entries an expiry sweep may look at per event processed since the last one.
 const SWEEP_COST_PER_EVENT: u64 = 8;
+/// Parsed user agents remembered by hash.
+const UA_CACHE_ENTRIES: usize = 8192;
 /// Most child sessions remembered per parent for delegation revocation.
 const MAX_CHILDREN: usize = 32;
 
@@ -93,6 +95,8 @@ pub struct Engine {
     next_sweep: i64,
     /// Events processed since the last expiry sweep.
     since_sweep: u64,
+    /// Parsed user agents by their text (a pure memo of `ua::parse`).
+    ua_cache: FxHashMap<Box<str>, ua::UaInfo>,
     findings: Vec<Finding>,
     pub(crate) governance: GovernanceConfig,
     /// Counters.
@@ -178,6 +182,7 @@ impl Engine {
             tracking: false,
             next_sweep: i64::MIN,
             since_sweep: 0,
+            ua_cache: FxHashMap::default(),
             findings: Vec::new(),
             governance: cfg.governance.clone(),
             stats: EngineStats::default(),
@@ -735,7 +740,7 @@ impl Engine {
         self.since_sweep = 0;
     }
 
-    fn observe_event(&self, ev: &SessionEvent) -> Observation {
+    fn observe_event(&mut self, ev: &SessionEvent) -> Observation {
         /// The hash of the address's text form, formatted on the stack.
         fn hash_ip(ip: std::net::IpAddr) -> u64 {
             use std::io::Write;
@@ -766,11 +771,29 @@ impl Engine {
             } else {
                 None
             };
+        let ua_hash = ev.user_agent.as_deref().map(hash_str);
+        // Keyed by the full text, not its hash: a crafted user agent must not be able to
+        // collide its way into another client's parse.
+        let ua = ev
+            .user_agent
+            .as_deref()
+            .map(|text| match self.ua_cache.get(text) {
+                Some(info) => *info,
+                None => {
+                    // A tenant has few distinct user agents; the memo starts over if not.
+                    if self.ua_cache.len() >= UA_CACHE_ENTRIES {
+                        self.ua_cache.clear();
+                    }
+                    let info = ua::parse(text);
+                    self.ua_cache.insert(text.into(), info);
+                    info
+                }
+            });
         Observation {
-            ua: ev.user_agent.as_deref().map(ua::parse),
+            ua,
             device,
             ip: ev.ip.map(hash_ip),
-            ua_hash: ev.user_agent.as_deref().map(hash_str),
+            ua_hash,
             place,
         }
     }
