@@ -93,8 +93,9 @@ pub struct OutputLatencies {
     pub without_header: u64,
 }
 
-/// Reads `topics` from the beginning in a fresh group until `idle` passes without a record
-/// (after the first one) or `deadline` passes, collecting event-to-output latencies.
+/// Reads every partition of `topics` from the beginning (assigned, not subscribed) until
+/// `idle` passes without a record (after the first one) or `deadline` passes, collecting
+/// event-to-output latencies. Prints `ready: ...` on stderr once reading.
 pub async fn output_latency(
     base: &ClientConfig,
     topics: &[&str],
@@ -115,12 +116,31 @@ pub async fn output_latency(
             context: "cannot create the latency reader".into(),
             source,
         })?;
-    consumer
-        .subscribe(topics)
-        .map_err(|source| RuntimeError::Kafka {
-            context: "cannot subscribe".into(),
-            source,
-        })?;
+    // Every partition assigned directly from the beginning: no group join to wait for, so
+    // the reader is reading before the load starts.
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in topics {
+        let md = consumer
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .map_err(|source| RuntimeError::Kafka {
+                context: format!("cannot read the metadata of {t}"),
+                source,
+            })?;
+        for topic in md.topics() {
+            for p in topic.partitions() {
+                tpl.add_partition_offset(t, p.id(), rdkafka::Offset::Beginning)
+                    .map_err(|source| RuntimeError::Kafka {
+                        context: "cannot assign".into(),
+                        source,
+                    })?;
+            }
+        }
+    }
+    consumer.assign(&tpl).map_err(|source| RuntimeError::Kafka {
+        context: "cannot assign".into(),
+        source,
+    })?;
+    eprintln!("ready: {} partitions assigned", tpl.count());
     let mut out = OutputLatencies::default();
     let start = Instant::now();
     let mut seen_any = false;
