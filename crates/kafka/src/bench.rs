@@ -136,10 +136,12 @@ pub async fn output_latency(
             }
         }
     }
-    consumer.assign(&tpl).map_err(|source| RuntimeError::Kafka {
-        context: "cannot assign".into(),
-        source,
-    })?;
+    consumer
+        .assign(&tpl)
+        .map_err(|source| RuntimeError::Kafka {
+            context: "cannot assign".into(),
+            source,
+        })?;
     eprintln!("ready: {} partitions assigned", tpl.count());
     let mut out = OutputLatencies::default();
     let start = Instant::now();

@@ -153,7 +153,18 @@ impl ConsumerContext for VigilContext {
         // async context to wait for the tasks (which run on other threads).
         let hold = self.delivery == Delivery::ExactlyOnce;
         let result = tokio::task::block_in_place(|| {
-            let barrier = self.handle.block_on(flush_tasks(&senders, hold))?;
+            let barrier = self.handle.block_on(flush_tasks(&senders, hold, false))?;
+            if self.delivery == Delivery::AtLeastOnce {
+                // Deliveries handed to a commit still in flight must be acknowledged too
+                // before these partitions' offsets are committed.
+                use rdkafka::producer::Producer;
+                self.producer
+                    .flush(Duration::from_secs(30))
+                    .map_err(|source| RuntimeError::Kafka {
+                        context: "outputs not acknowledged before the revoke commit".into(),
+                        source,
+                    })?;
+            }
             make_durable(
                 base,
                 self.delivery,
@@ -229,6 +240,7 @@ struct Barrier {
 async fn flush_tasks(
     senders: &[mpsc::Sender<Command>],
     hold: bool,
+    defer_acks: bool,
 ) -> Result<Barrier, RuntimeError> {
     let mut waits = Vec::new();
     let mut holds = Vec::new();
@@ -240,7 +252,15 @@ async fn flush_tasks(
         } else {
             (None, None)
         };
-        if tx.send(Command::Flush { ack, hold: hold_rx }).await.is_ok() {
+        if tx
+            .send(Command::Flush {
+                ack,
+                hold: hold_rx,
+                defer_acks,
+            })
+            .await
+            .is_ok()
+        {
             waits.push(rx);
             holds.extend(h);
         }
@@ -254,6 +274,17 @@ async fn flush_tasks(
         }
     }
     Ok(Barrier { reports, holds })
+}
+
+/// A flushed barrier waiting for its deliveries' acknowledgements.
+type Settling = std::pin::Pin<Box<dyn Future<Output = Result<Barrier, RuntimeError>> + Send>>;
+
+/// Waits until every delivery the tasks handed over at their flush is acknowledged.
+async fn settle(mut barrier: Barrier) -> Result<Barrier, RuntimeError> {
+    for r in &mut barrier.reports {
+        crate::delivery::acknowledged(r.pending.drain(..)).await?;
+    }
+    Ok(barrier)
 }
 
 /// Commits what the flushed tasks reported: offsets (at-least-once), or offsets and outputs
@@ -442,6 +473,9 @@ pub async fn run(
     let mut topic_names: BTreeMap<String, Arc<str>> = BTreeMap::new();
     tokio::pin!(shutdown);
 
+    // At-least-once: a commit whose outputs are still being acknowledged. The partition tasks
+    // go on processing meanwhile; the offsets it commits were fixed at its flush.
+    let mut inflight: Option<Settling> = None;
     let result = loop {
         tokio::select! {
             biased;
@@ -449,8 +483,41 @@ pub async fn run(
             Some(_) = ready_rx.recv() => {
                 metrics.ready.store(metrics.restoring.get() == 0, Ordering::SeqCst);
             }
+            settled = async { inflight.as_mut().expect("guarded by the precondition").await }, if inflight.is_some() => {
+                inflight = None;
+                let mut barrier = match settled {
+                    Ok(b) => b,
+                    Err(e) => break Err(e),
+                };
+                // A partition revoked meanwhile was committed on revoke, with later offsets.
+                {
+                    let w = workers.lock().unwrap_or_else(|e| e.into_inner());
+                    barrier.reports.retain(|r| w.contains_key(&r.partition));
+                }
+                if barrier.reports.iter().any(|r| !r.offsets.is_empty())
+                    && let Err(e) = tokio::task::block_in_place(|| {
+                        make_durable(&consumer, cfg.delivery, &producer, barrier, &metrics, CommitMode::Async)
+                    })
+                {
+                    break Err(e);
+                }
+            }
             _ = tick.tick() => {
-                if let Err(e) = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await {
+                if cfg.delivery == Delivery::AtLeastOnce {
+                    if inflight.is_some() {
+                        // The previous commit is still waiting for acknowledgements.
+                        continue;
+                    }
+                    let senders: Vec<mpsc::Sender<Command>> = {
+                        let w = workers.lock().unwrap_or_else(|e| e.into_inner());
+                        w.values().map(|x| x.tx.clone()).collect()
+                    };
+                    match flush_tasks(&senders, false, true).await {
+                        Ok(b) if b.reports.iter().all(|r| r.offsets.is_empty() && r.pending.is_empty()) => {}
+                        Ok(b) => inflight = Some(Box::pin(settle(b))),
+                        Err(e) => break Err(e),
+                    }
+                } else if let Err(e) = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await {
                     break Err(e);
                 }
             }
@@ -500,6 +567,12 @@ pub async fn run(
         }
     };
     info!("Stopping: flushing partition tasks and committing offsets.");
+    if let Some(f) = inflight.take() {
+        // Its offsets are older than the final commit's, which covers them.
+        if let Err(e) = f.await {
+            warn!(error = %e, "A pending commit failed at shutdown.");
+        }
+    }
     let final_commit = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await;
     consumer.unsubscribe();
     workers.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -518,7 +591,7 @@ async fn commit(
         let w = workers.lock().unwrap_or_else(|e| e.into_inner());
         w.values().map(|x| x.tx.clone()).collect()
     };
-    let barrier = flush_tasks(&senders, delivery == Delivery::ExactlyOnce).await?;
+    let barrier = flush_tasks(&senders, delivery == Delivery::ExactlyOnce, false).await?;
     if delivery == Delivery::AtLeastOnce && barrier.reports.iter().all(|r| r.offsets.is_empty()) {
         return Ok(());
     }

@@ -77,12 +77,25 @@ pub struct Incoming {
 }
 
 /// What a partition task reports at a flush: the next offset to commit per input topic.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FlushReport {
     /// Partition.
     pub partition: i32,
-    /// (topic, next offset) pairs processed and made durable since the task started.
+    /// (topic, next offset) pairs processed since the task started; durable once `pending`
+    /// is acknowledged.
     pub offsets: Vec<(Arc<str>, i64)>,
+    /// Deliveries still unacknowledged (only with `defer_acks`), with their topics.
+    pub pending: Vec<(String, rdkafka::producer::DeliveryFuture)>,
+}
+
+impl std::fmt::Debug for FlushReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushReport")
+            .field("partition", &self.partition)
+            .field("offsets", &self.offsets)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
 }
 
 /// Commands to a partition task.
@@ -97,6 +110,9 @@ pub enum Command {
         ack: oneshot::Sender<Result<FlushReport, RuntimeError>>,
         /// Released when the transaction is committed.
         hold: Option<oneshot::Receiver<()>>,
+        /// Hand the outstanding deliveries over in the report instead of waiting for them
+        /// here (at-least-once: the runtime awaits them while the task goes on).
+        defer_acks: bool,
     },
 }
 
@@ -211,8 +227,12 @@ impl Task {
                         return;
                     }
                 }
-                Command::Flush { ack, hold } => {
-                    let res = self.flush().await;
+                Command::Flush {
+                    ack,
+                    hold,
+                    defer_acks,
+                } => {
+                    let res = self.flush(defer_acks).await;
                     let failed = res.is_err();
                     let _ = ack.send(res);
                     if failed {
@@ -522,7 +542,7 @@ impl Task {
         }
     }
 
-    async fn flush(&mut self) -> Result<FlushReport, RuntimeError> {
+    async fn flush(&mut self, defer_acks: bool) -> Result<FlushReport, RuntimeError> {
         self.tick().await?;
         let mut changes = std::mem::take(&mut self.changes);
         self.engine.drain_changes(&mut changes);
@@ -547,12 +567,21 @@ impl Task {
         }
         self.changes = changes;
         let shared = self.shared.clone();
-        crate::delivery::acknowledged(
-            self.pending
+        let mut pending = Vec::new();
+        if defer_acks {
+            pending = self
+                .pending
                 .drain(..)
-                .map(|(out, f)| (out.topic(&shared), f)),
-        )
-        .await?;
+                .map(|(out, f)| (out.topic(&shared).to_owned(), f))
+                .collect();
+        } else {
+            crate::delivery::acknowledged(
+                self.pending
+                    .drain(..)
+                    .map(|(out, f)| (out.topic(&shared), f)),
+            )
+            .await?;
+        }
         self.publish_stats();
         Ok(FlushReport {
             partition: self.partition,
@@ -561,6 +590,7 @@ impl Task {
                 .iter()
                 .map(|(t, o)| (t.clone(), *o))
                 .collect(),
+            pending,
         })
     }
 
