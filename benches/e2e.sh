@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
 # at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed,
-# and decision latency at a fixed offered load of about half the measured maximum.
+# and event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
+# light load and at about half the measured maximum.
 # Everything is measured in this one run; the last line is a one-line summary.
 #
 #   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4

@@ -37,7 +37,7 @@ def main():
              '<rect width="760" height="300" fill="white"/>']
     parts += bars(30, 40, 330, 200, "Throughput (events/s)", "", [
         ("raw consume", num("ceiling")), ("at-least-once", num("vigil_al1")), ("exactly-once", num("vigil_eos"))])
-    parts += bars(410, 40, 330, 200, "Record-to-decision latency at half load", "ms", [
+    parts += bars(410, 40, 330, 200, "Event-to-revocation latency at half load", "ms", [
         ("p50", num("p50")), ("p99", num("p99")), ("p99.9", num("p999"))])
     parts.append(f'<text x="30" y="290" font-size="11">benches/e2e.sh, {f["events"]} events; ratio at-least-once/ceiling {f["ratio"]}</text>')
     parts.append("</svg>")
