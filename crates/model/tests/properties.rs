@@ -265,6 +265,15 @@ mod vendor_shapes {
     }
 }
 
+/// The committed native sample records, one per line.
+fn native_samples() -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../tests/data/samples/native.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("samples")
+}
+
 /// Every field the native schema reads, as JSON pointers.
 const NATIVE_FIELDS: [&str; 31] = [
     "/id",
@@ -336,7 +345,7 @@ proptest! {
         edits in prop::collection::vec((0usize..31, prop::option::of(native_value())), 0..4),
     ) {
         let c = ctx();
-        let text = std::fs::read_to_string(format!("{}/../../tests/data/samples/native.jsonl", env!("CARGO_MANIFEST_DIR"))).expect("samples");
+        let text = native_samples();
         let lines: Vec<&str> = text.lines().collect();
         let mut v: Value = serde_json::from_str(lines[line_idx % lines.len()]).expect("json");
         for (field, val) in edits {
@@ -364,11 +373,7 @@ proptest! {
 #[test]
 fn every_native_sample_takes_the_fast_path_and_matches_the_general_path() {
     let c = ctx();
-    let text = std::fs::read_to_string(format!(
-        "{}/../../tests/data/samples/native.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("samples");
+    let text = native_samples();
     let mut n = 0;
     for line in text.lines() {
         let fast = vigil_model::adapters::native::parse_fast(line, &c)
@@ -386,11 +391,7 @@ fn every_native_sample_takes_the_fast_path_and_matches_the_general_path() {
 #[test]
 fn assigning_an_endpoint_in_place_equals_building_it() {
     let c = ctx();
-    let text = std::fs::read_to_string(format!(
-        "{}/../../tests/data/samples/native.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("samples");
+    let text = native_samples();
     let mut ep = vigil_model::Endpoint::default();
     for line in text.lines() {
         let ev = parse_record(line.as_bytes(), InputFormat::Native, &c).expect("valid");

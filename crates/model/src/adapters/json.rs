@@ -65,13 +65,19 @@ pub fn opt_f64(v: &Value, path: &[&str], field: &'static str) -> Result<Option<f
 pub fn opt_u32(v: &Value, path: &[&str], field: &'static str) -> Result<Option<u32>, Rejection> {
     match opt_f64(v, path, field)? {
         None => Ok(None),
-        Some(x) if x >= 0.0 && x <= f64::from(u32::MAX) && x.fract() == 0.0 => Ok(Some(x as u32)),
-        Some(_) => Err(Rejection::field(
-            RejectReason::InvalidValue,
-            field,
-            format!("field {field} must be a non-negative 32-bit integer"),
-        )),
+        Some(x) => as_u32(x).map(Some).ok_or_else(|| {
+            Rejection::field(
+                RejectReason::InvalidValue,
+                field,
+                format!("field {field} must be a non-negative 32-bit integer"),
+            )
+        }),
     }
+}
+
+/// `x` as a non-negative integer that fits in 32 bits, if it is one.
+pub fn as_u32(x: f64) -> Option<u32> {
+    (x >= 0.0 && x <= f64::from(u32::MAX) && x.fract() == 0.0).then_some(x as u32)
 }
 
 /// An optional boolean; `"true"`/`"false"` strings are accepted.

@@ -149,19 +149,21 @@ pub fn parse_fast(text: &str, ctx: &AdapterContext) -> Option<SessionEvent> {
         return None;
     }
     let kind = EventKind::parse(&kind_str)?;
-    let token = match (token_id, token_hash) {
-        (Some(id), _) => Some(ctx.hasher.hash(&id)),
-        (None, Some(h)) => Some(crate::token::TokenHash::from_hex(&h)?),
-        (None, None) => None,
+    // As `token_field`: the identifier hashed with the deployment key, else the given hash.
+    let hashed = |id: Option<String>, hash: Option<Cow<'_, str>>| match (id, hash) {
+        (Some(id), _) => Some(Some(ctx.hasher.hash(&id))),
+        (None, Some(h)) => crate::token::TokenHash::from_hex(&h).map(Some),
+        (None, None) => Some(None),
     };
-    let hashed =
-        |id: Option<fast::Id>, hash: Option<Cow<'_, str>>| match (id.and_then(|x| x.0), s(hash)) {
-            (Some(id), _) => Some(Some(ctx.hasher.hash(&id))),
-            (None, Some(h)) => crate::token::TokenHash::from_hex(&h).map(Some),
-            (None, None) => Some(None),
-        };
-    let refresh_token = hashed(r.refresh_token_id, r.refresh_token_hash)?;
-    let new_refresh_token = hashed(r.new_refresh_token_id, r.new_refresh_token_hash)?;
+    let token = hashed(token_id, token_hash)?;
+    let refresh_token = hashed(
+        r.refresh_token_id.and_then(|x| x.0),
+        s(r.refresh_token_hash),
+    )?;
+    let new_refresh_token = hashed(
+        r.new_refresh_token_id.and_then(|x| x.0),
+        s(r.new_refresh_token_hash),
+    )?;
     let identity_type = match s(r.identity_type) {
         Some(t) => Some(IdentityType::parse(&t)?),
         None => None,
@@ -197,8 +199,7 @@ pub fn parse_fast(text: &str, ctx: &AdapterContext) -> Option<SessionEvent> {
     };
     let u32_of = |x: Option<f64>| match x {
         None => Some(None),
-        Some(x) if x >= 0.0 && x <= f64::from(u32::MAX) && x.fract() == 0.0 => Some(Some(x as u32)),
-        Some(_) => None,
+        Some(x) => super::json::as_u32(x).map(Some),
     };
     let g = r.geo.unwrap_or_default();
     let geo = Geo {
