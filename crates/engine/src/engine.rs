@@ -30,7 +30,7 @@ const RECENT_IDS: usize = 8;
 const SWEEP_EVERY_MS: i64 = 60_000;
 /// Table entries an expiry sweep may look at per event processed since the last one.
 const SWEEP_COST_PER_EVENT: u64 = 8;
-/// Parsed user agents remembered by hash.
+/// Parsed user agents remembered (by their full text).
 const UA_CACHE_ENTRIES: usize = 8192;
 /// Most child sessions remembered per parent for delegation revocation.
 const MAX_CHILDREN: usize = 32;

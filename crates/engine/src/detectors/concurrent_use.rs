@@ -13,8 +13,8 @@
 //! a speed above `first_jump_min_speed_kmh`, both places are precise fixes (accuracy radius at
 //! most `first_jump_max_accuracy_km`), neither is a relay or flagged proxy, and none of the
 //! user's earlier sessions was near B, and the session is not a phone's (a phone moving from
-//! Wi-Fi to a carrier network is a hop the interleaving rule judges). The session is revoked on the attacker's first event
-//! instead of on the victim's next one.
+//! Wi-Fi to a carrier network is a hop the interleaving rule judges). The session is revoked
+//! on the attacker's first event instead of on the victim's next one.
 //!
 //! **Thresholds and why.** Window 10 minutes and 100 km: a person does not commute 100 km and
 //! back in ten minutes, and interleaving (rather than a single move) is what separates two
@@ -137,8 +137,9 @@ impl ConcurrentUse {
         }
     }
 
-    /// Whether the move from `last` to `place` is an unambiguous first jump.
-    fn first_jump(&self, ctx: &Ctx<'_>, last: &Place, place: &Place) -> bool {
+    /// The distance, km net of accuracy, when the move from `last` to `place` is an
+    /// unambiguous first jump.
+    fn first_jump(&self, ctx: &Ctx<'_>, last: &Place, place: &Place) -> Option<f64> {
         let max_acc = self.cfg.first_jump_max_accuracy_km;
         if ctx.ev.time_ms - last.last_seen > self.cfg.window.ms()
             || last.accuracy_km > max_acc
@@ -149,17 +150,29 @@ impl ConcurrentUse {
                 .and_then(|s| s.ua)
                 .is_some_and(|u| matches!(u.os, crate::ua::Os::Ios | crate::ua::Os::Android))
         {
-            return false;
+            return None;
         }
-        let (Some((_, speed)), Some(at)) =
-            (super::travel(last, place, ctx.ev.time_ms), place.coords)
-        else {
-            return false;
-        };
-        speed > self.cfg.first_jump_min_speed_kmh
-            && !ctx.user.is_some_and(|u| {
-                u.has_been_near(at, self.cfg.min_distance_km + f64::from(place.accuracy_km))
-            })
+        let (km, speed) = super::travel(last, place, ctx.ev.time_ms)?;
+        let at = place.coords?;
+        let familiar = ctx.user.is_some_and(|u| {
+            u.has_been_near(at, self.cfg.min_distance_km + f64::from(place.accuracy_km))
+        });
+        (speed > self.cfg.first_jump_min_speed_kmh && !familiar).then_some(km)
+    }
+
+    /// The finding, with its detail.
+    fn finding(&self, ctx: &Ctx<'_>, detail: String) -> Finding {
+        ctx.finding(
+            NAME,
+            self.cfg.confidence,
+            "Session in use from two places at once".into(),
+            detail,
+            vec![Anomaly {
+                parameter: "concurrent_places",
+                baseline: "1".into(),
+                observed: "2".into(),
+            }],
+        )
     }
 
     /// Looks at one event.
@@ -175,13 +188,12 @@ impl ConcurrentUse {
         }
         let now = ctx.ev.time_ms;
         let window = self.cfg.window.ms();
-        if self.cfg.first_jump && self.first_jump(ctx, &last, &place) {
+        if self.cfg.first_jump
+            && let Some(km) = self.first_jump(ctx, &last, &place)
+        {
             let after = vigil_model::Endpoint::of(ctx.ev);
-            let (km, _) = super::travel(&last, &place, now).unwrap_or_default();
-            out.push(ctx.finding(
-                NAME,
-                self.cfg.confidence,
-                "Session in use from two places at once".into(),
+            out.push(self.finding(
+                ctx,
                 format!(
                     "Session {} was in use at {} {:.0} seconds ago and is now used at {}, at least {km:.0} km away, where none of the user's sessions has been.",
                     ctx.ev.session_id,
@@ -189,11 +201,6 @@ impl ConcurrentUse {
                     (now - last.last_seen) as f64 / 1_000.0,
                     describe(&after),
                 ),
-                vec![Anomaly {
-                    parameter: "concurrent_places",
-                    baseline: "1".into(),
-                    observed: "2".into(),
-                }],
             ));
             return;
         }
@@ -204,10 +211,8 @@ impl ConcurrentUse {
         });
         let Some(earlier) = returned else { return };
         let after = vigil_model::Endpoint::of(ctx.ev);
-        out.push(ctx.finding(
-            NAME,
-            self.cfg.confidence,
-            "Session in use from two places at once".into(),
+        out.push(self.finding(
+            ctx,
             format!(
                 "Session {} was used at {} {:.0} minutes ago, then at {}, and now again at {}.",
                 ctx.ev.session_id,
@@ -216,11 +221,6 @@ impl ConcurrentUse {
                 describe(&s.last_endpoint),
                 describe(&after),
             ),
-            vec![Anomaly {
-                parameter: "concurrent_places",
-                baseline: "1".into(),
-                observed: "2".into(),
-            }],
         ));
     }
 }
