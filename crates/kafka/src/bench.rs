@@ -29,19 +29,13 @@ pub async fn raw_consume(
     expect: u64,
     timeout: Duration,
 ) -> Result<RawConsume, RuntimeError> {
-    let consumer: StreamConsumer = base
-        .clone()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .map_err(|source| RuntimeError::Kafka {
-            context: "cannot create the raw consumer".into(),
-            source,
-        })?;
+    let consumer = reader(
+        base.clone()
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("fetch.wait.max.ms", "10"),
+        group,
+        "raw consumer",
+    )?;
     consumer
         .subscribe(&[topic])
         .map_err(|source| RuntimeError::Kafka {
@@ -76,6 +70,20 @@ pub async fn raw_consume(
     })
 }
 
+/// A bench consumer in `group` that commits nothing and reads committed records from the
+/// earliest offset.
+fn reader(cfg: &mut ClientConfig, group: &str, what: &str) -> Result<StreamConsumer, RuntimeError> {
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|source| RuntimeError::Kafka {
+            context: format!("cannot create the {what}"),
+            source,
+        })
+}
+
 /// Header on alerts and revocations carrying the Kafka timestamp (epoch ms) of the input
 /// record that caused them, so end-to-end latency can be measured downstream.
 pub const SOURCE_TIMESTAMP_HEADER: &str = "vigil.source_timestamp";
@@ -104,18 +112,11 @@ pub async fn output_latency(
     deadline: Duration,
 ) -> Result<OutputLatencies, RuntimeError> {
     use rdkafka::message::Headers;
-    let consumer: StreamConsumer = base
-        .clone()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "5")
-        .create()
-        .map_err(|source| RuntimeError::Kafka {
-            context: "cannot create the latency reader".into(),
-            source,
-        })?;
+    let consumer = reader(
+        base.clone().set("fetch.wait.max.ms", "5"),
+        group,
+        "latency reader",
+    )?;
     // Every partition assigned directly from the beginning: no group join to wait for, so
     // the reader is reading before the load starts.
     let mut tpl = rdkafka::TopicPartitionList::new();

@@ -276,6 +276,12 @@ async fn flush_tasks(
     Ok(Barrier { reports, holds })
 }
 
+/// Every running partition task's command sender.
+fn task_senders(workers: &Workers) -> Vec<mpsc::Sender<Command>> {
+    let w = workers.lock().unwrap_or_else(|e| e.into_inner());
+    w.values().map(|x| x.tx.clone()).collect()
+}
+
 /// A flushed barrier waiting for its deliveries' acknowledgements.
 type Settling = std::pin::Pin<Box<dyn Future<Output = Result<Barrier, RuntimeError>> + Send>>;
 
@@ -508,11 +514,7 @@ pub async fn run(
                         // The previous commit is still waiting for acknowledgements.
                         continue;
                     }
-                    let senders: Vec<mpsc::Sender<Command>> = {
-                        let w = workers.lock().unwrap_or_else(|e| e.into_inner());
-                        w.values().map(|x| x.tx.clone()).collect()
-                    };
-                    match flush_tasks(&senders, false, true).await {
+                    match flush_tasks(&task_senders(&workers), false, true).await {
                         Ok(b) if b.reports.iter().all(|r| r.offsets.is_empty() && r.pending.is_empty()) => {}
                         Ok(b) => inflight = Some(Box::pin(settle(b))),
                         Err(e) => break Err(e),
@@ -587,11 +589,12 @@ async fn commit(
     producer: &FutureProducer,
     metrics: &Metrics,
 ) -> Result<(), RuntimeError> {
-    let senders: Vec<mpsc::Sender<Command>> = {
-        let w = workers.lock().unwrap_or_else(|e| e.into_inner());
-        w.values().map(|x| x.tx.clone()).collect()
-    };
-    let barrier = flush_tasks(&senders, delivery == Delivery::ExactlyOnce, false).await?;
+    let barrier = flush_tasks(
+        &task_senders(workers),
+        delivery == Delivery::ExactlyOnce,
+        false,
+    )
+    .await?;
     if delivery == Delivery::AtLeastOnce && barrier.reports.iter().all(|r| r.offsets.is_empty()) {
         return Ok(());
     }

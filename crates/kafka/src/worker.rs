@@ -312,10 +312,11 @@ impl Task {
     /// Sends what the engine produced (alerts, revocations); returns the wall-clock time in
     /// epoch ms used as the SETs' `iat`.
     async fn emit(&mut self, source_ts: Option<i64>) -> Result<i64, RuntimeError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         if self.out.alerts.is_empty() && self.out.revocations.is_empty() {
-            return Ok(SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64));
+            return Ok(now);
         }
         let mut outputs = std::mem::take(&mut self.out);
         let source_ts = source_ts.map(|t| t.to_string());
@@ -326,9 +327,6 @@ impl Task {
             }),
             None => h,
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         for a in outputs.alerts.drain(..) {
             self.shared
                 .metrics
