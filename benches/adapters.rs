@@ -5,6 +5,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 use vigil_testkit::render::Format;
 
+/// The allocator `vigil` itself runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn adapters(c: &mut Criterion) {
     let ctx = AdapterContext::new(b"bench-key");
     for (format, input) in [

@@ -10,6 +10,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use vigil_engine::{Engine, EngineConfig, Output};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 
+/// The allocator `vigil` itself runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 10_000;
 
 /// A native record for session `s` at second `t` from one of a few places.

@@ -6,6 +6,10 @@ use std::net::IpAddr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil_geo::GeoDb;
 
+/// The allocator `vigil` itself runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn geo(c: &mut Criterion) {
     let mut db = GeoDb::new(100_000);
     db.add("test", vigil_testkit::geoip::test_database())

@@ -5,6 +5,10 @@ use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 use vigil_sign::SetSigner;
 
+/// The allocator `vigil` itself runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn outputs(c: &mut Criterion) {
     // Real outputs: the native sample story through the engine.
     let ctx = AdapterContext::new(b"bench-key");

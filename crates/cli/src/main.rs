@@ -331,6 +331,12 @@ fn parse_format(s: &str) -> Result<InputFormat, String> {
     s.parse()
 }
 
+/// mimalloc instead of the system allocator: parsing, detection and output encoding allocate
+/// small short-lived buffers per record, and glibc's malloc and free were about a quarter of
+/// `vigil run`'s CPU time (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
