@@ -399,3 +399,52 @@ fn assigning_an_endpoint_in_place_equals_building_it() {
         assert_eq!(ep, vigil_model::Endpoint::of(&ev), "{line}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// The adapters' general path reads records into a tree that borrows from the input; it
+    /// must read every text as `serde_json::Value` does: the same values, the last of repeated
+    /// keys, escaped strings decoded, and the same texts refused.
+    #[test]
+    fn the_borrowed_tree_reads_json_as_serde_json_does(
+        v in arb_json(),
+        first in arb_json(),
+        escaped in "[a-z\"\\\\\n\t/\u{e9}\u{1f600}]{0,8}",
+        cut in 0usize..4096,
+    ) {
+        use vigil_model::adapters::json::Value as Tree;
+        let body = serde_json::to_string(&v).expect("json");
+        // A repeated key ("id" first, maybe again in `v`) and a key and value with escapes.
+        let text = match body.strip_prefix('{') {
+            Some(rest) => {
+                let e = serde_json::to_string(&escaped).expect("json");
+                let sep = if rest == "}" { "" } else { "," };
+                format!("{{\"id\":{first},{e}:{e}{sep}{rest}")
+            }
+            None => body,
+        };
+        let theirs: Value = serde_json::from_str(&text).expect("serde_json reads its own output");
+        let ours = Tree::parse(&text).expect("the borrowed tree reads it too");
+        prop_assert_eq!(serde_json::to_value(&ours).expect("serialise"), theirs.clone());
+        // Printed (in input order, not sorted): the same JSON.
+        prop_assert_eq!(serde_json::from_str::<Value>(&ours.to_string()).expect("json"), theirs.clone());
+        if let Value::Object(m) = &theirs {
+            for (k, want) in m {
+                let got = ours.get(k).map(|g| serde_json::to_value(g).expect("serialise"));
+                prop_assert_eq!(got.as_ref(), Some(want), "key {}", k);
+            }
+        }
+        // Truncated texts: refused by both or read alike by both.
+        let mut end = cut % (text.len() + 1);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let short = &text[..end];
+        match (serde_json::from_str::<Value>(short), Tree::parse(short)) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(serde_json::to_value(&b).expect("serialise"), a),
+            (Err(_), Err(_)) => {}
+            (a, b) => prop_assert!(false, "{:?} vs {:?} for {:?}", a, b, short),
+        }
+    }
+}

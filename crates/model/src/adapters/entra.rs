@@ -17,7 +17,7 @@
 //! "Admin deleted security info", "User deleted security info", "Revoke user sessions"
 //! (deactivated, deleted, password reset, credentials changed, MFA reset).
 
-use serde_json::Value;
+use super::json::Value;
 
 use super::AdapterContext;
 use super::json::{get, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_time};

@@ -9,7 +9,7 @@ pub mod okta;
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::Value;
+use json::Value;
 
 use crate::event::SessionEvent;
 use crate::reject::{RejectReason, Rejection};
@@ -126,17 +126,33 @@ pub fn parse_record(
     if native_candidate && let Some(ev) = native::parse_fast(text, ctx) {
         return Ok(ev);
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    let value = Value::parse(text).map_err(|e| {
         Rejection::new(
             RejectReason::MalformedJson,
             format!("record is not valid JSON: {e}"),
         )
     })?;
-    parse_value(&value, format, ctx)
+    map_value(&value, format, ctx)
 }
 
 /// Maps an already-parsed JSON value.
 pub fn parse_value(
+    value: &serde_json::Value,
+    format: InputFormat,
+    ctx: &AdapterContext,
+) -> Result<SessionEvent, Rejection> {
+    use serde::Deserialize;
+    // Borrows the strings of `value`; cannot fail (every JSON value is a `Value`).
+    let value = Value::deserialize(value).map_err(|e| {
+        Rejection::new(
+            RejectReason::MalformedJson,
+            format!("record is not valid JSON: {e}"),
+        )
+    })?;
+    map_value(&value, format, ctx)
+}
+
+fn map_value(
     value: &Value,
     format: InputFormat,
     ctx: &AdapterContext,
@@ -144,7 +160,7 @@ pub fn parse_value(
     if !value.is_object() {
         return Err(Rejection::new(
             RejectReason::NotAnObject,
-            format!("record is a JSON {}, not an object", json_type(value)),
+            format!("record is a JSON {}, not an object", value.type_name()),
         ));
     }
     let format = match format {
@@ -176,17 +192,6 @@ pub fn detect(v: &Value) -> Option<InputFormat> {
         Some(InputFormat::Entra)
     } else {
         None
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

@@ -4,7 +4,7 @@
 //! (`token_id`, such as a JWT `jti`), hashed here with the deployment key, or as keyed hashes
 //! computed upstream (`token_hash`); raw bearer values are not part of the schema.
 
-use serde_json::Value;
+use super::json::Value;
 
 use super::json::{
     get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time, scopes,

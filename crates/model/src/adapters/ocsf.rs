@@ -10,7 +10,7 @@
 //! become [`EventKind::UserLifecycle`]: 3 Password Change and 11 MFA Factor Disable
 //! (credentials changed), 4 Password Reset, 5 Disable, 6 Delete, 9 Lock (suspended).
 
-use serde_json::Value;
+use super::json::Value;
 
 use super::AdapterContext;
 use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};

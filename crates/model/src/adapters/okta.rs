@@ -14,7 +14,7 @@
 //! [`EventKind::UserLifecycle`] for the target `User` (the actor is usually an administrator);
 //! they carry no session.
 
-use serde_json::Value;
+use super::json::Value;
 
 use super::AdapterContext;
 use super::json::{get, opt_bool, opt_f64, opt_id, opt_ip, opt_str, opt_u32, req_str, req_time};
