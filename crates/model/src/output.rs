@@ -4,7 +4,10 @@
 //! Ids are derived from the input, never from a clock or a random source, so the same input
 //! always yields the same alert and revocation ids and consumers can deduplicate on them.
 
+use std::fmt;
+
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -28,15 +31,16 @@ pub fn deterministic_id(parts: &[&str]) -> String {
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[usize::from(x >> 4)]));
+        id.push(char::from(HEX[usize::from(x & 0x0f)]));
+    }
+    id
 }
 
 /// How bad a finding is.
@@ -159,42 +163,6 @@ impl Endpoint {
         set(&mut self.user_agent, ev.user_agent.as_deref());
         set(&mut self.device_id, ev.device_id.as_deref());
         self.time_ms = Some(ev.time_ms);
-    }
-
-    fn to_ocsf(&self) -> Value {
-        let mut ep = serde_json::Map::new();
-        if let Some(ip) = &self.ip {
-            ep.insert("ip".into(), json!(ip));
-        }
-        let mut loc = serde_json::Map::new();
-        if let Some(c) = &self.country {
-            loc.insert("country".into(), json!(c));
-        }
-        if let Some(c) = &self.city {
-            loc.insert("city".into(), json!(c));
-        }
-        if let (Some(lat), Some(lon)) = (self.lat, self.lon) {
-            loc.insert("lat".into(), json!(lat));
-            loc.insert("long".into(), json!(lon));
-        }
-        if !loc.is_empty() {
-            ep.insert("location".into(), Value::Object(loc));
-        }
-        if self.asn.is_some() || self.as_org.is_some() {
-            ep.insert(
-                "autonomous_system".into(),
-                json!({ "number": self.asn, "name": self.as_org }),
-            );
-        }
-        let mut ev = serde_json::Map::new();
-        ev.insert("src_endpoint".into(), Value::Object(ep));
-        if let Some(ua) = &self.user_agent {
-            ev.insert("http_request".into(), json!({ "user_agent": ua }));
-        }
-        if let Some(d) = &self.device_id {
-            ev.insert("device".into(), json!({ "uid": d, "type_id": 0 }));
-        }
-        Value::Object(ev)
     }
 }
 
@@ -336,95 +304,341 @@ impl Alert {
         }
     }
 
-    /// The alert as an OCSF 1.3 Detection Finding (class 2004).
-    pub fn to_ocsf(&self, product_version: &str) -> Value {
-        let f = &self.finding;
-        let evidences: Vec<Value> = [&f.before, &f.after]
-            .into_iter()
-            .flatten()
-            .map(Endpoint::to_ocsf)
-            .collect();
-        let anomalies: Vec<Value> = f
-            .anomalies
-            .iter()
-            .map(|a| {
-                json!({
-                    "analysis_targets": [{ "name": self.subject.session_id, "type": "session" }],
-                    "anomalies": [{
-                        "observation_parameter": a.parameter,
-                        "observation_type": "value",
-                        "observed_pattern": a.observed,
-                    }],
-                    "baselines": [{
-                        "observation_parameter": a.parameter,
-                        "observation_type": "value",
-                        "observed_pattern": a.baseline,
-                    }],
-                })
-            })
-            .collect();
+    /// The alert as an OCSF 1.3 Detection Finding (class 2004), serialised straight from the
+    /// alert (`Display` prints it as compact JSON).
+    pub fn to_ocsf<'a>(&'a self, product_version: &'a str) -> OcsfFinding<'a> {
+        OcsfFinding {
+            alert: self,
+            product_version,
+        }
+    }
+}
+
+/// An [`Alert`] as an OCSF 1.3 Detection Finding (class 2004): what [`Alert::to_ocsf`]
+/// returns, serialised without building a JSON tree first.
+#[derive(Debug, Clone, Copy)]
+pub struct OcsfFinding<'a> {
+    alert: &'a Alert,
+    product_version: &'a str,
+}
+
+impl fmt::Display for OcsfFinding<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&serde_json::to_string(self).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl Serialize for OcsfFinding<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.alert;
+        let f = &a.finding;
         let (risk_level_id, risk_level) = match f.severity {
-            crate::output::Severity::Low => (1, "Low"),
-            crate::output::Severity::Medium => (2, "Medium"),
-            crate::output::Severity::High => (3, "High"),
-            crate::output::Severity::Critical => (4, "Critical"),
+            Severity::Low => (1, "Low"),
+            Severity::Medium => (2, "Medium"),
+            Severity::High => (3, "High"),
+            Severity::Critical => (4, "Critical"),
         };
         let confidence_id = match f.confidence {
             0..=39 => 1,
             40..=74 => 2,
             _ => 3,
         };
-        json!({
-            "class_uid": 2004,
-            "class_name": "Detection Finding",
-            "category_uid": 2,
-            "category_name": "Findings",
-            "activity_id": 1,
-            "activity_name": "Create",
-            "type_uid": 200401,
-            "type_name": "Detection Finding: Create",
-            "time": self.time_ms,
-            "severity_id": f.severity.ocsf_id(),
-            "severity": f.severity.caption(),
-            "status_id": 1,
-            "status": "New",
-            "is_alert": true,
-            "confidence_id": confidence_id,
-            "confidence_score": f.confidence,
-            "risk_level_id": risk_level_id,
-            "risk_level": risk_level,
-            "risk_score": f.confidence,
-            "message": f.title,
-            "metadata": {
-                "version": OCSF_VERSION,
-                "uid": self.id,
-                "product": { "name": "Vigil", "vendor_name": "Vigil", "version": product_version },
-                "correlation_uid": self.subject.session_id,
+        let (disposition_id, disposition) = match a.action {
+            Action::Revoke => (2, "Blocked"),
+            Action::StepUp => (10, "Restricted"),
+            Action::Alert => (15, "Detected"),
+        };
+        let session = &a.subject.session_id;
+        let mut m = s.serialize_map(Some(28))?;
+        m.serialize_entry("activity_id", &1)?;
+        m.serialize_entry("activity_name", "Create")?;
+        m.serialize_entry(
+            "actor",
+            &ocsf::Actor {
+                user: ocsf::Uid {
+                    uid: &a.subject.user_id,
+                },
+                session: ocsf::Uid { uid: session },
             },
-            "finding_info": {
-                "uid": self.id,
-                "title": f.title,
-                "desc": f.detail,
-                "types": [f.detector],
-                "analytic": { "uid": f.detector, "name": f.detector, "type_id": 1, "type": "Rule" },
-                "related_events": [{ "uid": self.source_id, "product_uid": self.source.as_str() }],
+        )?;
+        m.serialize_entry(
+            "anomaly_analyses",
+            &ocsf::Seq(f.anomalies.iter().map(|x| ocsf::AnomalyAnalysis {
+                analysis_targets: [ocsf::Target {
+                    name: session,
+                    r#type: "session",
+                }],
+                anomalies: [ocsf::Observation {
+                    observation_parameter: x.parameter,
+                    observation_type: "value",
+                    observed_pattern: &x.observed,
+                }],
+                baselines: [ocsf::Observation {
+                    observation_parameter: x.parameter,
+                    observation_type: "value",
+                    observed_pattern: &x.baseline,
+                }],
+            })),
+        )?;
+        m.serialize_entry("category_name", "Findings")?;
+        m.serialize_entry("category_uid", &2)?;
+        m.serialize_entry("class_name", "Detection Finding")?;
+        m.serialize_entry("class_uid", &2004)?;
+        m.serialize_entry("confidence_id", &confidence_id)?;
+        m.serialize_entry("confidence_score", &f.confidence)?;
+        m.serialize_entry("disposition", disposition)?;
+        m.serialize_entry("disposition_id", &disposition_id)?;
+        m.serialize_entry(
+            "evidences",
+            &ocsf::Seq(
+                [&f.before, &f.after]
+                    .into_iter()
+                    .flatten()
+                    .map(ocsf::Evidence::of),
+            ),
+        )?;
+        m.serialize_entry(
+            "finding_info",
+            &ocsf::FindingInfo {
+                analytic: ocsf::Analytic {
+                    name: f.detector,
+                    r#type: "Rule",
+                    type_id: 1,
+                    uid: f.detector,
+                },
+                desc: &f.detail,
+                related_events: [ocsf::RelatedEvent {
+                    product_uid: a.source.as_str(),
+                    uid: &a.source_id,
+                }],
+                title: &f.title,
+                types: [f.detector],
+                uid: &a.id,
             },
-            "actor": {
-                "user": { "uid": self.subject.user_id },
-                "session": { "uid": self.subject.session_id },
+        )?;
+        m.serialize_entry("is_alert", &true)?;
+        m.serialize_entry("message", &f.title)?;
+        m.serialize_entry(
+            "metadata",
+            &ocsf::Metadata {
+                correlation_uid: session,
+                product: ocsf::Product {
+                    name: "Vigil",
+                    vendor_name: "Vigil",
+                    version: self.product_version,
+                },
+                uid: &a.id,
+                version: OCSF_VERSION,
             },
-            "evidences": evidences,
-            "anomaly_analyses": anomalies,
-            "disposition_id": match self.action { Action::Revoke => 2, Action::StepUp => 10, Action::Alert => 15 },
-            "disposition": match self.action { Action::Revoke => "Blocked", Action::StepUp => "Restricted", Action::Alert => "Detected" },
-            "unmapped": {
-                "vigil_action": self.action.as_str(),
-                "tenant": self.subject.tenant,
-                "source_format": self.source.as_str(),
-                "session_risk": self.session_risk,
-                "session_window": self.window,
+        )?;
+        m.serialize_entry("risk_level", risk_level)?;
+        m.serialize_entry("risk_level_id", &risk_level_id)?;
+        m.serialize_entry("risk_score", &f.confidence)?;
+        m.serialize_entry("severity", f.severity.caption())?;
+        m.serialize_entry("severity_id", &f.severity.ocsf_id())?;
+        m.serialize_entry("status", "New")?;
+        m.serialize_entry("status_id", &1)?;
+        m.serialize_entry("time", &a.time_ms)?;
+        m.serialize_entry("type_name", "Detection Finding: Create")?;
+        m.serialize_entry("type_uid", &200401)?;
+        m.serialize_entry(
+            "unmapped",
+            &ocsf::Unmapped {
+                session_risk: a.session_risk,
+                session_window: a.window,
+                source_format: a.source.as_str(),
+                tenant: a.subject.tenant.as_deref(),
+                vigil_action: a.action.as_str(),
             },
-        })
+        )?;
+        m.end()
+    }
+}
+
+/// The parts of an OCSF Detection Finding, borrowed from the alert; fields in the order
+/// they are written.
+mod ocsf {
+    use serde::{Serialize, Serializer};
+
+    use super::{Endpoint, WindowStats};
+
+    /// A sequence written from an iterator, without collecting it first.
+    pub struct Seq<I>(pub I);
+
+    impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.clone())
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Uid<'a> {
+        pub uid: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Actor<'a> {
+        pub session: Uid<'a>,
+        pub user: Uid<'a>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Target<'a> {
+        pub name: &'a str,
+        pub r#type: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Observation<'a> {
+        pub observation_parameter: &'static str,
+        pub observation_type: &'static str,
+        pub observed_pattern: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct AnomalyAnalysis<'a> {
+        pub analysis_targets: [Target<'a>; 1],
+        pub anomalies: [Observation<'a>; 1],
+        pub baselines: [Observation<'a>; 1],
+    }
+
+    #[derive(Serialize)]
+    pub struct Analytic {
+        pub name: &'static str,
+        pub r#type: &'static str,
+        pub type_id: u8,
+        pub uid: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct RelatedEvent<'a> {
+        pub product_uid: &'static str,
+        pub uid: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct FindingInfo<'a> {
+        pub analytic: Analytic,
+        pub desc: &'a str,
+        pub related_events: [RelatedEvent<'a>; 1],
+        pub title: &'a str,
+        pub types: [&'static str; 1],
+        pub uid: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Product<'a> {
+        pub name: &'static str,
+        pub vendor_name: &'static str,
+        pub version: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Metadata<'a> {
+        pub correlation_uid: &'a str,
+        pub product: Product<'a>,
+        pub uid: &'a str,
+        pub version: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Unmapped<'a> {
+        pub session_risk: u8,
+        pub session_window: WindowStats,
+        pub source_format: &'static str,
+        pub tenant: Option<&'a str>,
+        pub vigil_action: &'static str,
+    }
+
+    /// One endpoint as OCSF evidence: where the session was, on which client.
+    #[derive(Serialize)]
+    pub struct Evidence<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device: Option<Device<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http_request: Option<HttpRequest<'a>>,
+        src_endpoint: SrcEndpoint<'a>,
+    }
+
+    impl<'a> Evidence<'a> {
+        pub fn of(e: &'a Endpoint) -> Self {
+            let location = Location {
+                city: e.city.as_deref(),
+                country: e.country.as_deref(),
+                lat_long: e.lat.zip(e.lon),
+            };
+            let has_location = location.city.is_some()
+                || location.country.is_some()
+                || location.lat_long.is_some();
+            Self {
+                device: e.device_id.as_deref().map(|uid| Device { type_id: 0, uid }),
+                http_request: e
+                    .user_agent
+                    .as_deref()
+                    .map(|user_agent| HttpRequest { user_agent }),
+                src_endpoint: SrcEndpoint {
+                    autonomous_system: (e.asn.is_some() || e.as_org.is_some()).then_some(
+                        AutonomousSystem {
+                            name: e.as_org.as_deref(),
+                            number: e.asn,
+                        },
+                    ),
+                    ip: e.ip.as_deref(),
+                    location: has_location.then_some(location),
+                },
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Device<'a> {
+        type_id: u8,
+        uid: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct HttpRequest<'a> {
+        user_agent: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct SrcEndpoint<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        autonomous_system: Option<AutonomousSystem<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ip: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<Location<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct AutonomousSystem<'a> {
+        name: Option<&'a str>,
+        number: Option<u32>,
+    }
+
+    struct Location<'a> {
+        city: Option<&'a str>,
+        country: Option<&'a str>,
+        lat_long: Option<(f64, f64)>,
+    }
+
+    impl Serialize for Location<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(None)?;
+            if let Some(c) = self.city {
+                m.serialize_entry("city", c)?;
+            }
+            if let Some(c) = self.country {
+                m.serialize_entry("country", c)?;
+            }
+            if let Some((lat, lon)) = self.lat_long {
+                m.serialize_entry("lat", &lat)?;
+                m.serialize_entry("long", &lon)?;
+            }
+            m.end()
+        }
     }
 }
 
