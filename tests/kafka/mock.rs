@@ -36,6 +36,7 @@ fn shared_builder(
             audience: "urn:test".into(),
             metrics,
             restore_client,
+            changelog_encoding: Default::default(),
             inputs: Vec::new(),
         }),
         metrics,

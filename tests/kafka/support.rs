@@ -367,6 +367,7 @@ pub fn kafka_config(
         transactional_id: None,
         transaction_timeout: Duration::from_secs(10),
         partition_queue: 1024,
+        changelog_encoding: Default::default(),
         client: BTreeMap::new(),
         client_secrets: BTreeMap::new(),
     }

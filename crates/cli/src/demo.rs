@@ -87,6 +87,7 @@ async fn demo(args: &DemoArgs) -> Result<()> {
         transactional_id: None,
         transaction_timeout: Duration::from_secs(10),
         partition_queue: 4096,
+        changelog_encoding: Default::default(),
         client: BTreeMap::new(),
         client_secrets: BTreeMap::new(),
     };

@@ -118,6 +118,7 @@ pub fn run_parts(
     let engine = cfg.engine.clone();
     let (issuer, audience) = (cfg.output.issuer.clone(), cfg.output.audience.clone());
     let topics = kafka.topics.clone();
+    let changelog_encoding = kafka.changelog_encoding;
     Ok(RunParts {
         build_shared: Box::new(move |producer, metrics, restore_client| Shared {
             producer,
@@ -131,6 +132,7 @@ pub fn run_parts(
             audience,
             metrics,
             restore_client,
+            changelog_encoding,
             inputs: Vec::new(),
         }),
         metrics,

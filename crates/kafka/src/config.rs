@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use vigil_engine::ValueEncoding;
 use vigil_model::adapters::InputFormat;
 
 use crate::delivery::Delivery;
@@ -44,6 +45,11 @@ pub struct KafkaConfig {
     /// Consumer group session timeout; a dead instance's partitions move after this long.
     #[serde(default = "default_session_timeout", with = "duration")]
     pub session_timeout: Duration,
+    /// How changelog values are written: `binary` (compact, fast to restore; the default) or
+    /// `json` (what versions before the binary encoding read: choose it while such instances
+    /// must still read the state). Both are always read.
+    #[serde(default)]
+    pub changelog_encoding: ValueEncoding,
     /// Messages buffered per partition task before the consumer waits.
     #[serde(default = "default_queue")]
     pub partition_queue: usize,

@@ -756,6 +756,7 @@ mod tests {
             transaction_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
             partition_queue: 16,
+            changelog_encoding: Default::default(),
             client: BTreeMap::new(),
             client_secrets: BTreeMap::new(),
         }

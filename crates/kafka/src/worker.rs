@@ -14,7 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
+use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue, ValueEncoding};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 use vigil_model::{RejectReason, Rejection};
@@ -48,6 +48,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Client settings for the changelog reader used at restore.
     pub restore_client: ClientConfig,
+    /// How changelog values are written (both encodings are read).
+    pub changelog_encoding: ValueEncoding,
     /// Input topics and their partition counts, for broadcasting account changes and token
     /// exposures to every partition (filled in by the runtime from the brokers' metadata).
     pub inputs: Vec<(String, i32)>,
@@ -551,7 +553,7 @@ impl Task {
                     self.send(
                         Out::Changelog,
                         &key,
-                        Some(&v.encode()),
+                        Some(&v.encode_as(self.shared.changelog_encoding)),
                         None,
                         Some(self.partition),
                     )
