@@ -442,6 +442,81 @@ mod tests {
         );
     }
 
+    /// A user's baseline is written when it learns something (a session, a place, a network,
+    /// a device) and otherwise at most once per minute of activity; restored from those
+    /// records it equals the original but for a `last_seen` at most a minute old.
+    #[test]
+    fn the_user_baseline_is_written_when_it_changes() {
+        let mut e = Engine::new(&EngineConfig::default()).expect("defaults");
+        e.track_changes();
+        let at = |id: &str, t: &str, session: &str, asn: u32| -> String {
+            format!(
+                r#"{{"id":"{id}","time":"2024-05-01T{t}Z","kind":"access","session_id":"{session}","user_id":"u","ip":"81.2.69.1","geo":{{"lat":51.5,"lon":-0.12,"country":"GB","asn":{asn}}}}}"#
+            )
+        };
+        let mut all = Vec::new();
+        let mut step = |e: &mut Engine, line: String| {
+            feed(e, &[line.as_str()]);
+            let mut out = Vec::new();
+            e.drain_changes(&mut out);
+            let user = out.iter().any(|(k, _)| *k == StateKey::User("u".into()));
+            let session = out.iter().any(|(k, _)| matches!(k, StateKey::Session(_)));
+            all.extend(out);
+            (user, session)
+        };
+        let unlocated = r#"{"id":"0","time":"2024-05-01T09:00:00Z","kind":"access","session_id":"s","user_id":"u"}"#;
+        assert_eq!(step(&mut e, unlocated.into()), (true, true), "first event");
+        assert_eq!(
+            step(&mut e, at("1", "09:00:10", "s", 2856)),
+            (true, true),
+            "a place"
+        );
+        assert_eq!(
+            step(&mut e, at("2", "09:00:20", "s", 2856)),
+            (false, true),
+            "nothing new"
+        );
+        assert_eq!(
+            step(&mut e, at("3", "09:00:55", "s", 2856)),
+            (false, true),
+            "nothing new"
+        );
+        assert_eq!(
+            step(&mut e, at("4", "09:01:05", "s", 2856)),
+            (true, true),
+            "next minute"
+        );
+        assert_eq!(
+            step(&mut e, at("5", "09:01:30", "s", 2856)),
+            (false, true),
+            "nothing new"
+        );
+        assert_eq!(
+            step(&mut e, at("6", "09:01:40", "s2", 2856)),
+            (true, true),
+            "a new session"
+        );
+        assert_eq!(
+            step(&mut e, at("7", "09:01:59", "s2", 2856)),
+            (false, true),
+            "nothing new"
+        );
+        let mut restored = Engine::new(&EngineConfig::default()).expect("defaults");
+        for (k, v) in all {
+            restored.restore(k, v);
+        }
+        let (mut got, want) = (
+            restored.users.get("u").cloned().expect("restored"),
+            e.users.get("u").cloned().expect("live"),
+        );
+        assert!(
+            want.last_seen - got.last_seen < 60_000,
+            "{got:?} vs {want:?}"
+        );
+        got.last_seen = want.last_seen;
+        assert_eq!(got, want);
+    }
+
     /// Bad records are refused with a reason, in both encodings.
     #[test]
     fn bad_values_are_refused_with_a_reason() {

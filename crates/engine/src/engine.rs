@@ -988,7 +988,8 @@ impl Engine {
     fn update_user(&mut self, ev: &SessionEvent, obs: &Observation, new_session: bool) {
         use crate::users::UserBaseline;
         let uid = ev.user_id.as_str();
-        if self.users.get(uid).is_none() {
+        let first = self.users.get(uid).is_none();
+        if first {
             self.users.insert(
                 uid.into(),
                 UserBaseline {
@@ -1001,9 +1002,17 @@ impl Engine {
         let Some(u) = self.users.get_mut(uid) else {
             return;
         };
+        // The baseline is written to the changelog when it learned something, and otherwise
+        // at most once per minute of `last_seen` (what its expiry reads): most events teach
+        // it nothing, and need not rewrite it. A restored baseline's `last_seen` may be up to a minute old, which only moves its
+        // idle expiry that much earlier.
+        let mut changed = first
+            || (ev.time_ms > u.last_seen
+                && u.last_seen.div_euclid(60_000) != ev.time_ms.div_euclid(60_000));
         u.last_seen = u.last_seen.max(ev.time_ms);
         if new_session {
             u.sessions = u.sessions.saturating_add(1);
+            changed = true;
         }
         // Only events nothing was found on teach: an attacker's network or place must not
         // become familiar through the very events that exposed it.
@@ -1015,20 +1024,20 @@ impl Engine {
         if ev.success && ev.kind != EventKind::Mfa && !suspect {
             if let Some(p) = obs.place {
                 if let Some((lat, lon)) = p.coords {
-                    UserBaseline::learn(&mut u.places, crate::users::cell(lat, lon));
+                    changed |= UserBaseline::learn(&mut u.places, crate::users::cell(lat, lon));
                 }
                 if p.country != 0 {
-                    UserBaseline::learn(&mut u.countries, p.country);
+                    changed |= UserBaseline::learn(&mut u.countries, p.country);
                 }
                 if p.asn != 0 {
-                    UserBaseline::learn(&mut u.asns, p.asn);
+                    changed |= UserBaseline::learn(&mut u.asns, p.asn);
                 }
             }
             if let Some(d) = obs.device {
-                UserBaseline::learn(&mut u.devices, d);
+                changed |= UserBaseline::learn(&mut u.devices, d);
             }
         }
-        if self.tracking {
+        if self.tracking && changed {
             self.dirty.insert(StateKey::User(uid.into()));
         }
     }

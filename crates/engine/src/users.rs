@@ -48,14 +48,16 @@ pub fn cell_coords(c: u32) -> (f64, f64) {
 }
 
 impl UserBaseline {
-    /// Remembers a value in a bounded list (the oldest goes when full).
-    pub fn learn<T: PartialEq + Copy>(list: &mut Vec<T>, v: T) {
-        if !list.contains(&v) {
-            if list.len() >= MAX_PER_USER {
-                list.remove(0);
-            }
-            list.push(v);
+    /// Remembers a value in a bounded list (the oldest goes when full); whether it was new.
+    pub fn learn<T: PartialEq + Copy>(list: &mut Vec<T>, v: T) -> bool {
+        if list.contains(&v) {
+            return false;
         }
+        if list.len() >= MAX_PER_USER {
+            list.remove(0);
+        }
+        list.push(v);
+        true
     }
 
     /// Whether any of the user's sessions was located within `km` of `at`.
