@@ -262,7 +262,7 @@ impl Engine {
                 StateKey::Session(id) => self
                     .sessions
                     .get(&**id)
-                    .map(|s| StateValue::Session(Box::new(s.clone()))),
+                    .map(|s| StateValue::Session(s.clone())),
                 StateKey::Token(h) => self.tokens.get(h).cloned().map(StateValue::Token),
                 StateKey::Refresh(h) => self.refresh.get(h).cloned().map(StateValue::Refresh),
                 StateKey::User(id) => self.users.get(&**id).cloned().map(StateValue::User),
@@ -282,8 +282,9 @@ impl Engine {
     /// Applies one changelog record (a `None` value removes the key).
     pub fn restore(&mut self, key: StateKey, value: Option<StateValue>) {
         match (key, value) {
-            (StateKey::Session(id), Some(StateValue::Session(s))) => {
-                self.sessions.put(id, *s);
+            (StateKey::Session(id), Some(StateValue::Session(mut s))) => {
+                s.last_endpoint.intern(&mut self.strings);
+                self.sessions.put(id, s);
             }
             (StateKey::Token(h), Some(StateValue::Token(t))) => {
                 self.tokens.put(h, t);

@@ -14,7 +14,7 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
-use crate::state::{BoundedTable, EvictionCounts, Place, SessionState, hash_str};
+use crate::state::{BoundedTable, EvictionCounts, Place, SessionState, hash_str, push_capped};
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
 
@@ -80,7 +80,9 @@ pub struct Engine {
     detectors: Vec<Detector>,
     policy: Policy,
     net: Network,
-    pub(crate) sessions: BoundedTable<Box<str>, SessionState>,
+    /// Boxed: a table slot then costs a key and a pointer, not the whole state, so the
+    /// table's spare capacity (a hash table is a quarter to a half empty) stays small.
+    pub(crate) sessions: BoundedTable<Box<str>, Box<SessionState>>,
     pub(crate) tokens: BoundedTable<TokenHash, TokenBinding>,
     pub(crate) refresh: BoundedTable<TokenHash, RefreshState>,
     pub(crate) users: BoundedTable<Box<str>, crate::users::UserBaseline>,
@@ -97,6 +99,8 @@ pub struct Engine {
     since_sweep: u64,
     /// Parsed user agents by their text (a pure memo of `ua::parse`).
     ua_cache: FxHashMap<Box<str>, ua::UaInfo>,
+    /// The strings sessions' last endpoints share.
+    pub(crate) strings: crate::state::Strings,
     findings: Vec<Finding>,
     pub(crate) governance: GovernanceConfig,
     /// Counters.
@@ -183,6 +187,7 @@ impl Engine {
             next_sweep: i64::MIN,
             since_sweep: 0,
             ua_cache: FxHashMap::default(),
+            strings: crate::state::Strings::default(),
             findings: Vec::new(),
             governance: cfg.governance.clone(),
             stats: EngineStats::default(),
@@ -216,7 +221,7 @@ impl Engine {
 
     /// A session's state, for inspection.
     pub fn session(&self, id: &str) -> Option<&SessionState> {
-        self.sessions.get(id)
+        self.sessions.get(id).map(|s| &**s)
     }
 
     /// Processes one event, appending alerts and revocations to `out`. An event later than
@@ -282,7 +287,7 @@ impl Engine {
             let ctx = Ctx {
                 ev,
                 obs: &obs,
-                session: self.sessions.get(ev.session_id.as_str()),
+                session: self.sessions.get(ev.session_id.as_str()).map(|s| &**s),
                 tokens: &self.tokens,
                 refresh: &self.refresh,
                 net: &self.net,
@@ -296,7 +301,7 @@ impl Engine {
         let new_session = self.sessions.get(ev.session_id.as_str()).is_none();
         if new_session {
             self.stats.sessions_created += 1;
-            let mut st = SessionState::new(ev);
+            let mut st = Box::new(SessionState::new(ev));
             st.identity = Some(self.identity_of(ev));
             self.sessions.insert(ev.session_id.as_str().into(), st);
         }
@@ -736,6 +741,7 @@ impl Engine {
         self.tokens.sweep(now);
         self.refresh.sweep(now);
         self.users.sweep(now);
+        self.strings.purge();
         self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
         self.since_sweep = 0;
     }
@@ -865,8 +871,8 @@ impl Engine {
                     s.recent_finding_detectors.remove(0);
                 }
             }
-            s.recent_findings.push((ev.time_ms, f.confidence));
-            s.recent_finding_detectors.push(idx);
+            push_capped(&mut s.recent_findings, (ev.time_ms, f.confidence), 8);
+            push_capped(&mut s.recent_finding_detectors, idx, 8);
             let Some(action) = decision.action else {
                 self.stats.findings_below_alert += 1;
                 continue;
@@ -914,7 +920,7 @@ impl Engine {
         if s.recent_ids.len() >= RECENT_IDS {
             s.recent_ids.remove(0);
         }
-        s.recent_ids.push(hash_str(&ev.source_id));
+        push_capped(&mut s.recent_ids, hash_str(&ev.source_id), RECENT_IDS);
         s.last_seen = s.last_seen.max(ev.time_ms);
         s.rate.record(ev.time_ms);
         if ev.kind.ends_session() {
@@ -943,12 +949,12 @@ impl Engine {
                 && !s.countries.contains(&p.country)
                 && s.countries.len() < MAX_NETWORKS
             {
-                s.countries.push(p.country);
+                push_capped(&mut s.countries, p.country, MAX_NETWORKS);
             }
             if p.asn != 0 {
                 s.asn_window.insert(u64::from(p.asn), ev.time_ms);
                 if !s.asns.contains(&p.asn) && s.asns.len() < MAX_NETWORKS {
-                    s.asns.push(p.asn);
+                    push_capped(&mut s.asns, p.asn, MAX_NETWORKS);
                 }
             }
             if let Some(i) = s.places.iter().position(|q| q.same_as(&p, same_km)) {
@@ -959,7 +965,7 @@ impl Engine {
                 if s.places.len() >= MAX_PLACES {
                     s.places.remove(0);
                 }
-                s.places.push(p);
+                push_capped(&mut s.places, p, MAX_PLACES);
             }
             s.last_place = Some(p);
         }
@@ -980,7 +986,7 @@ impl Engine {
         if s.app.is_none() {
             s.app = ev.app.as_deref().map(Into::into);
         }
-        s.last_endpoint.assign(ev);
+        s.last_endpoint.assign(ev, &mut self.strings);
     }
 
     /// Teaches the user's baseline: sessions started, and the countries, networks and

@@ -2,8 +2,10 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::net::IpAddr;
+use std::sync::Arc;
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use vigil_model::{Endpoint, SessionEvent, WindowStats};
 
 use crate::ua::UaInfo;
@@ -12,6 +14,178 @@ use crate::window::{DistinctWindow, RateCounter};
 /// A fast, non-cryptographic 64-bit hash of a string, for compact state.
 pub fn hash_str(s: &str) -> u64 {
     FxBuildHasher.hash_one(s)
+}
+
+/// Pushes onto a list that never holds more than `max` entries, growing its allocation in
+/// steps of 1, 2, 4, ... up to `max` instead of `Vec`'s first step of four: most sessions keep
+/// one or two places, networks and findings, and a million sessions pay for the spare room.
+pub fn push_capped<T>(list: &mut Vec<T>, value: T, max: usize) {
+    if list.len() == list.capacity() {
+        let room = max.saturating_sub(list.len()).max(1);
+        list.reserve_exact(list.len().max(1).min(room));
+    }
+    list.push(value);
+}
+
+/// One copy of each string many sessions share (user agents, cities, network names,
+/// countries), handed out as `Arc<str>`: a hundred thousand sessions of one browser build hold
+/// its user agent once. Strings no session holds any more go at the next [`Strings::purge`].
+#[derive(Debug, Default)]
+pub struct Strings {
+    set: FxHashSet<Arc<str>>,
+}
+
+impl Strings {
+    /// The shared copy of `s`.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.set.insert(a.clone());
+        a
+    }
+
+    /// Drops the strings only this table still holds.
+    pub fn purge(&mut self) {
+        self.set.retain(|a| Arc::strong_count(a) > 1);
+    }
+
+    /// Distinct strings held.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether no string is held.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// The endpoint of a session's previous event, shown as "before" in alerts, kept compactly:
+/// the address as an address and the strings sessions share through [`Strings`]. It goes to
+/// the changelog exactly as an [`Endpoint`] does (same fields, same encoding).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastEndpoint {
+    /// Client IP.
+    pub ip: Option<IpAddr>,
+    /// Country.
+    pub country: Option<Arc<str>>,
+    /// City.
+    pub city: Option<Arc<str>>,
+    /// Latitude.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
+    /// Autonomous system organisation.
+    pub as_org: Option<Arc<str>>,
+    /// User agent.
+    pub user_agent: Option<Arc<str>>,
+    /// Device fingerprint.
+    pub device_id: Option<Box<str>>,
+    /// When the session was seen there, epoch ms.
+    pub time_ms: Option<i64>,
+}
+
+impl LastEndpoint {
+    /// Makes this the endpoint `ev` came from; unchanged strings are kept as they are.
+    pub fn assign(&mut self, ev: &SessionEvent, strings: &mut Strings) {
+        fn shared(slot: &mut Option<Arc<str>>, v: Option<&str>, strings: &mut Strings) {
+            match (slot.as_deref(), v) {
+                (Some(cur), Some(v)) if cur == v => {}
+                (_, Some(v)) => *slot = Some(strings.get(v)),
+                (_, None) => *slot = None,
+            }
+        }
+        self.ip = ev.ip;
+        shared(&mut self.country, ev.geo.country.as_deref(), strings);
+        shared(&mut self.city, ev.geo.city.as_deref(), strings);
+        self.lat = ev.geo.lat;
+        self.lon = ev.geo.lon;
+        self.asn = ev.geo.asn;
+        shared(&mut self.as_org, ev.geo.as_org.as_deref(), strings);
+        shared(&mut self.user_agent, ev.user_agent.as_deref(), strings);
+        match (self.device_id.as_deref(), ev.device_id.as_deref()) {
+            (Some(cur), Some(v)) if cur == v => {}
+            (_, v) => self.device_id = v.map(Into::into),
+        }
+        self.time_ms = Some(ev.time_ms);
+    }
+
+    /// Shares this endpoint's strings through `strings` (for state read from the changelog).
+    pub fn intern(&mut self, strings: &mut Strings) {
+        for slot in [
+            &mut self.country,
+            &mut self.city,
+            &mut self.as_org,
+            &mut self.user_agent,
+        ] {
+            if let Some(v) = slot.as_mut() {
+                *v = strings.get(v);
+            }
+        }
+    }
+
+    /// The endpoint as alerts show it.
+    pub fn to_endpoint(&self) -> Endpoint {
+        Endpoint {
+            ip: self.ip.map(|i| i.to_string()),
+            country: self.country.as_deref().map(str::to_owned),
+            city: self.city.as_deref().map(str::to_owned),
+            lat: self.lat,
+            lon: self.lon,
+            asn: self.asn,
+            as_org: self.as_org.as_deref().map(str::to_owned),
+            user_agent: self.user_agent.as_deref().map(str::to_owned),
+            device_id: self.device_id.as_deref().map(str::to_owned),
+            time_ms: self.time_ms,
+        }
+    }
+}
+
+impl From<Endpoint> for LastEndpoint {
+    fn from(e: Endpoint) -> Self {
+        Self {
+            // Written from an address, so it parses; anything else is not an address to show.
+            ip: e.ip.as_deref().and_then(|i| i.parse().ok()),
+            country: e.country.map(Into::into),
+            city: e.city.map(Into::into),
+            lat: e.lat,
+            lon: e.lon,
+            asn: e.asn,
+            as_org: e.as_org.map(Into::into),
+            user_agent: e.user_agent.map(Into::into),
+            device_id: e.device_id.map(Into::into),
+            time_ms: e.time_ms,
+        }
+    }
+}
+
+impl serde::Serialize for LastEndpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Field for field what `Endpoint` writes, so either reads the other's records.
+        let mut st = s.serialize_struct("Endpoint", 10)?;
+        st.serialize_field("ip", &self.ip.map(|i| i.to_string()))?;
+        st.serialize_field("country", &self.country.as_deref())?;
+        st.serialize_field("city", &self.city.as_deref())?;
+        st.serialize_field("lat", &self.lat)?;
+        st.serialize_field("lon", &self.lon)?;
+        st.serialize_field("asn", &self.asn)?;
+        st.serialize_field("as_org", &self.as_org.as_deref())?;
+        st.serialize_field("user_agent", &self.user_agent.as_deref())?;
+        st.serialize_field("device_id", &self.device_id.as_deref())?;
+        st.serialize_field("time_ms", &self.time_ms)?;
+        st.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LastEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Endpoint::deserialize(d).map(Self::from)
+    }
 }
 
 /// A located sighting of the session.
@@ -94,7 +268,7 @@ pub struct SessionState {
     #[serde(default)]
     pub recent_finding_detectors: Vec<u8>,
     /// The endpoint of the previous event, shown as "before" in alerts.
-    pub last_endpoint: Endpoint,
+    pub last_endpoint: LastEndpoint,
     /// Hashes of the latest source record ids, oldest first: a record delivered again (Kafka
     /// redelivers the uncommitted tail after a crash or rebalance) is recognised and skipped.
     #[serde(default)]
@@ -139,7 +313,7 @@ impl SessionState {
             revoked: false,
             recent_findings: Vec::new(),
             recent_finding_detectors: Vec::new(),
-            last_endpoint: Endpoint::default(),
+            last_endpoint: LastEndpoint::default(),
             recent_ids: Vec::new(),
             identity: ev.identity_type,
             parent: ev.parent_session_id.as_deref().map(Into::into),
@@ -213,6 +387,15 @@ impl Aged for SessionState {
     }
     fn last_seen(&self) -> i64 {
         self.last_seen
+    }
+}
+
+impl<T: Aged> Aged for Box<T> {
+    fn first_seen(&self) -> i64 {
+        (**self).first_seen()
+    }
+    fn last_seen(&self) -> i64 {
+        (**self).last_seen()
     }
 }
 
@@ -377,6 +560,68 @@ mod tests {
                 capacity: 0
             }
         );
+    }
+
+    #[test]
+    fn capped_lists_grow_in_small_steps_up_to_their_bound() {
+        let mut v = Vec::new();
+        let mut caps = Vec::new();
+        for i in 0..8 {
+            push_capped(&mut v, i, 6);
+            caps.push(v.capacity());
+        }
+        assert_eq!(v, (0..8).collect::<Vec<_>>());
+        assert_eq!(caps[..6], [1, 2, 4, 4, 6, 6]);
+    }
+
+    #[test]
+    fn shared_strings_are_held_once_and_purged_when_unused() {
+        let mut strings = Strings::default();
+        let a = strings.get("Mozilla/5.0");
+        let b = strings.get("Mozilla/5.0");
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = strings.get("curl/8.4");
+        assert_eq!(strings.len(), 2);
+        drop(c);
+        strings.purge();
+        assert_eq!(strings.len(), 1, "curl/8.4 is held by nobody");
+        drop((a, b));
+        strings.purge();
+        assert!(strings.is_empty());
+    }
+
+    /// The compact endpoint is written exactly as `Endpoint` writes itself, in JSON and in
+    /// the binary changelog encoding, and reads back equal.
+    #[test]
+    fn last_endpoint_encodes_as_an_endpoint() {
+        for ip in ["81.2.69.160", "2001:db8::7"] {
+            let e = Endpoint {
+                ip: Some(ip.into()),
+                country: Some("GB".into()),
+                city: Some("London".into()),
+                lat: Some(51.5),
+                lon: Some(-0.12),
+                asn: Some(2856),
+                as_org: None,
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+                device_id: Some("d1".into()),
+                time_ms: Some(1_714_550_400_000),
+            };
+            let compact = LastEndpoint::from(e.clone());
+            assert_eq!(compact.to_endpoint(), e);
+            let json = serde_json::to_string(&compact).expect("json");
+            assert_eq!(json, serde_json::to_string(&e).expect("json"));
+            assert_eq!(
+                serde_json::from_str::<LastEndpoint>(&json).expect("reads"),
+                compact
+            );
+            let bin = postcard::to_allocvec(&compact).expect("binary");
+            assert_eq!(bin, postcard::to_allocvec(&e).expect("binary"));
+            assert_eq!(
+                postcard::from_bytes::<LastEndpoint>(&bin).expect("reads"),
+                compact
+            );
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl UserBaseline {
         if list.len() >= MAX_PER_USER {
             list.remove(0);
         }
-        list.push(v);
+        crate::state::push_capped(list, v, MAX_PER_USER);
         true
     }
 

@@ -20,7 +20,7 @@ impl<const CAP: usize> DistinctWindow<CAP> {
             return;
         }
         if self.entries.len() < CAP {
-            self.entries.push((value, t));
+            crate::state::push_capped(&mut self.entries, (value, t), CAP);
         } else if let Some(oldest) = self.entries.iter_mut().min_by_key(|e| e.1) {
             *oldest = (value, t);
         }

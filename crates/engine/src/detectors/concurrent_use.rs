@@ -197,7 +197,7 @@ impl ConcurrentUse {
                 format!(
                     "Session {} was in use at {} {:.0} seconds ago and is now used at {}, at least {km:.0} km away, where none of the user's sessions has been.",
                     ctx.ev.session_id,
-                    describe(&s.last_endpoint),
+                    describe(&s.last_endpoint.to_endpoint()),
                     (now - last.last_seen) as f64 / 1_000.0,
                     describe(&after),
                 ),
@@ -218,7 +218,7 @@ impl ConcurrentUse {
                 ctx.ev.session_id,
                 describe(&after),
                 (now - earlier.last_seen) as f64 / 60_000.0,
-                describe(&s.last_endpoint),
+                describe(&s.last_endpoint.to_endpoint()),
                 describe(&after),
             ),
         ));

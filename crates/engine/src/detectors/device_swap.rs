@@ -122,7 +122,12 @@ impl DeviceSwap {
                 confidence = self.cfg.device_confidence;
                 anomalies.push(Anomaly {
                     parameter: "device_id",
-                    baseline: s.last_endpoint.device_id.clone().unwrap_or_default(),
+                    baseline: s
+                        .last_endpoint
+                        .device_id
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_owned(),
                     observed: ctx.ev.device_id.clone().unwrap_or_default(),
                 });
                 what.push("device fingerprint");
@@ -142,7 +147,12 @@ impl DeviceSwap {
                 confidence = confidence.max(c);
                 anomalies.push(Anomaly {
                     parameter: "user_agent",
-                    baseline: s.last_endpoint.user_agent.clone().unwrap_or_default(),
+                    baseline: s
+                        .last_endpoint
+                        .user_agent
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_owned(),
                     observed: ctx.ev.user_agent.clone().unwrap_or_default(),
                 });
                 what.push(if family_changed {

@@ -129,7 +129,7 @@ impl ImpossibleTravel {
             format!(
                 "Session {} was at {} and {:.0} minutes later at {}: {km:.0} km, {speed_text}{}.",
                 ctx.ev.session_id,
-                describe(&s.last_endpoint),
+                describe(&s.last_endpoint.to_endpoint()),
                 minutes,
                 describe(&after),
                 if relay {

@@ -120,7 +120,7 @@ impl Ctx<'_> {
             severity: Severity::from_confidence(confidence),
             title,
             detail,
-            before: self.session.map(|s| s.last_endpoint.clone()),
+            before: self.session.map(|s| s.last_endpoint.to_endpoint()),
             after: Some(Endpoint::of(self.ev)),
             anomalies,
         }

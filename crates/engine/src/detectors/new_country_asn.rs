@@ -129,7 +129,7 @@ impl NewCountryAsn {
             return;
         }
         let after = vigil_model::Endpoint::of(ctx.ev);
-        let before = &s.last_endpoint;
+        let before = s.last_endpoint.to_endpoint();
         let mut anomalies = Vec::new();
         if new_country {
             anomalies.push(Anomaly {
@@ -158,7 +158,7 @@ impl NewCountryAsn {
             format!(
                 "Session {} moved from {} to {}{}.",
                 ctx.ev.session_id,
-                describe(before),
+                describe(&before),
                 describe(&after),
                 if same_client {
                     ""
