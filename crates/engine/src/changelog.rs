@@ -76,6 +76,59 @@ pub enum StateValue {
     },
 }
 
+/// A value in the engine's tables, borrowed: encoded as its [`StateValue`] would be (same
+/// tags, same layout) without copying the state first.
+#[derive(Serialize)]
+#[serde(tag = "v1", rename_all = "snake_case")]
+enum StateRef<'a> {
+    Session(&'a SessionState),
+    Token(&'a TokenBinding),
+    Refresh(&'a RefreshState),
+    User(&'a crate::users::UserBaseline),
+    Watermark { ms: i64 },
+}
+
+impl StateRef<'_> {
+    fn encode_as(&self, encoding: ValueEncoding) -> Vec<u8> {
+        match encoding {
+            ValueEncoding::Binary => {
+                let head = vec![BINARY_MAGIC, BINARY_VERSION, self.kind_byte()];
+                let body = match self {
+                    Self::Session(s) => postcard::to_extend(*s, head),
+                    Self::Token(t) => postcard::to_extend(*t, head),
+                    Self::Refresh(r) => postcard::to_extend(*r, head),
+                    Self::User(u) => postcard::to_extend(*u, head),
+                    Self::Watermark { ms } => postcard::to_extend(ms, head),
+                };
+                // Postcard refuses only what these structs do not hold (sequences of unknown
+                // length); JSON says the same thing if it ever did.
+                body.unwrap_or_else(|_| self.encode_as(ValueEncoding::Json))
+            }
+            ValueEncoding::Json => serde_json::to_vec(self).unwrap_or_default(),
+        }
+    }
+
+    fn kind_byte(&self) -> u8 {
+        match self {
+            Self::Session(_) => 1,
+            Self::Token(_) => 2,
+            Self::Refresh(_) => 3,
+            Self::User(_) => 4,
+            Self::Watermark { .. } => 5,
+        }
+    }
+
+    fn to_owned(&self) -> StateValue {
+        match self {
+            Self::Session(s) => StateValue::Session(Box::new((*s).clone())),
+            Self::Token(t) => StateValue::Token((*t).clone()),
+            Self::Refresh(r) => StateValue::Refresh((*r).clone()),
+            Self::User(u) => StateValue::User((*u).clone()),
+            Self::Watermark { ms } => StateValue::Watermark { ms: *ms },
+        }
+    }
+}
+
 /// Why a changelog record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -133,31 +186,17 @@ impl StateValue {
 
     /// Encodes the value in `encoding`.
     pub fn encode_as(&self, encoding: ValueEncoding) -> Vec<u8> {
-        match encoding {
-            ValueEncoding::Binary => {
-                let head = vec![BINARY_MAGIC, BINARY_VERSION, self.kind_byte()];
-                let body = match self {
-                    Self::Session(s) => postcard::to_extend(s.as_ref(), head),
-                    Self::Token(t) => postcard::to_extend(t, head),
-                    Self::Refresh(r) => postcard::to_extend(r, head),
-                    Self::User(u) => postcard::to_extend(u, head),
-                    Self::Watermark { ms } => postcard::to_extend(ms, head),
-                };
-                // Postcard refuses only what these structs do not hold (sequences of unknown
-                // length); JSON says the same thing if it ever did.
-                body.unwrap_or_else(|_| self.encode_as(ValueEncoding::Json))
-            }
-            ValueEncoding::Json => serde_json::to_vec(self).unwrap_or_default(),
-        }
+        self.as_ref().encode_as(encoding)
     }
 
-    fn kind_byte(&self) -> u8 {
+    /// The value as a view, as the engine encodes it from its tables.
+    fn as_ref(&self) -> StateRef<'_> {
         match self {
-            Self::Session(_) => 1,
-            Self::Token(_) => 2,
-            Self::Refresh(_) => 3,
-            Self::User(_) => 4,
-            Self::Watermark { .. } => 5,
+            Self::Session(s) => StateRef::Session(s),
+            Self::Token(t) => StateRef::Token(t),
+            Self::Refresh(r) => StateRef::Refresh(r),
+            Self::User(u) => StateRef::User(u),
+            Self::Watermark { ms } => StateRef::Watermark { ms: *ms },
         }
     }
 
@@ -243,39 +282,63 @@ impl Engine {
     /// Appends every state change since the last call (or since [`Engine::track_changes`]):
     /// the current value of each key touched, or `None` for keys evicted.
     pub fn drain_changes(&mut self, out: &mut Vec<(StateKey, Option<StateValue>)>) {
+        self.drain_with(|key, value| out.push((key, value.map(|v| v.to_owned()))));
+    }
+
+    /// As [`Engine::drain_changes`], encoded (key, value) for the changelog topic, straight
+    /// from the engine's tables: what a flush writes, without copying any state.
+    pub fn drain_encoded(
+        &mut self,
+        encoding: ValueEncoding,
+        out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) {
+        self.drain_with(|key, value| {
+            out.push((key.encode(), value.map(|v| v.encode_as(encoding))))
+        });
+    }
+
+    /// Forgets the changes since the last drain (state just read back is durable already).
+    pub fn discard_changes(&mut self) {
+        self.drain_with(|_, _| {});
+    }
+
+    fn drain_with(&mut self, mut emit: impl FnMut(StateKey, Option<StateRef<'_>>)) {
         self.track_changes();
-        let dirty = std::mem::take(&mut self.dirty);
         for key in self.sessions.take_evicted() {
-            out.push((StateKey::Session(key), None));
+            emit(StateKey::Session(key), None);
         }
         for key in self.tokens.take_evicted() {
-            out.push((StateKey::Token(key), None));
+            emit(StateKey::Token(key), None);
         }
         for key in self.refresh.take_evicted() {
-            out.push((StateKey::Refresh(key), None));
+            emit(StateKey::Refresh(key), None);
         }
         for key in self.users.take_evicted() {
-            out.push((StateKey::User(key), None));
+            emit(StateKey::User(key), None);
         }
-        for key in dirty {
+        // Drained in place: the set keeps its capacity for the next flush.
+        let (sessions, tokens, refresh, users) =
+            (&self.sessions, &self.tokens, &self.refresh, &self.users);
+        for id in self.dirty_sessions.drain() {
+            let value = sessions.get(&*id).map(|s| StateRef::Session(s));
+            emit(StateKey::Session(id), value);
+        }
+        for key in self.dirty.drain() {
             let value = match &key {
-                StateKey::Session(id) => self
-                    .sessions
-                    .get(&**id)
-                    .map(|s| StateValue::Session(s.clone())),
-                StateKey::Token(h) => self.tokens.get(h).cloned().map(StateValue::Token),
-                StateKey::Refresh(h) => self.refresh.get(h).cloned().map(StateValue::Refresh),
-                StateKey::User(id) => self.users.get(&**id).cloned().map(StateValue::User),
+                StateKey::Session(id) => sessions.get(&**id).map(|s| StateRef::Session(s)),
+                StateKey::Token(h) => tokens.get(h).map(StateRef::Token),
+                StateKey::Refresh(h) => refresh.get(h).map(StateRef::Refresh),
+                StateKey::User(id) => users.get(&**id).map(StateRef::User),
                 StateKey::Watermark => continue,
             };
-            out.push((key, value));
+            emit(key, value);
         }
         if self.watermark != i64::MIN && self.watermark != self.persisted_watermark {
             self.persisted_watermark = self.watermark;
-            out.push((
+            emit(
                 StateKey::Watermark,
-                Some(StateValue::Watermark { ms: self.watermark }),
-            ));
+                Some(StateRef::Watermark { ms: self.watermark }),
+            );
         }
     }
 
@@ -391,6 +454,40 @@ mod tests {
         records
     }
 
+    /// Encoding straight from the tables gives the bytes that copying the values out and
+    /// encoding them gives, for every kind of value, in both encodings.
+    #[test]
+    fn drained_encoded_equals_drained_then_encoded() {
+        for encoding in [ValueEncoding::Binary, ValueEncoding::Json] {
+            let lines = [
+                r#"{"id":"1","time":"2024-05-01T09:00:00Z","kind":"session_start","session_id":"s","user_id":"u","token_id":"t1","ip":"81.2.69.1","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0","device_id":"d1","scopes":["openid"],"geo":{"lat":51.5,"lon":-0.12,"country":"GB","asn":2856}}"#,
+                r#"{"id":"2","time":"2024-05-01T09:05:00Z","kind":"token_refreshed","session_id":"s","user_id":"u","refresh_token_id":"r1","new_refresh_token_id":"r2","ip":"81.2.69.1"}"#,
+            ];
+            let mut a = Engine::new(&EngineConfig::default()).expect("defaults");
+            let mut b = Engine::new(&EngineConfig::default()).expect("defaults");
+            a.track_changes();
+            b.track_changes();
+            feed(&mut a, &lines);
+            feed(&mut b, &lines);
+            let mut values = Vec::new();
+            a.drain_changes(&mut values);
+            let mut copied: Vec<_> = values
+                .into_iter()
+                .map(|(k, v)| (k.encode(), v.map(|v| v.encode_as(encoding))))
+                .collect();
+            let mut direct = Vec::new();
+            b.drain_encoded(encoding, &mut direct);
+            copied.sort();
+            direct.sort();
+            assert_eq!(
+                copied.len(),
+                6,
+                "session, token, two refresh, user, watermark"
+            );
+            assert_eq!(direct, copied, "{encoding:?}");
+        }
+    }
+
     /// Every kind of value decodes to what was encoded, in both encodings; JSON values are
     /// what decoding the whole tagged enum gives (the format earlier versions wrote).
     #[test]
@@ -430,15 +527,21 @@ mod tests {
     fn binary_layout_is_pinned() {
         let mut fnv = 0xcbf2_9ce4_8422_2325u64;
         let mut len = 0;
-        for (k, v) in every_kind() {
-            for b in k.encode().into_iter().chain(v.expect("value").encode()) {
+        // In key order: the order a drain lists keys in is not part of the layout.
+        let mut records: Vec<_> = every_kind()
+            .into_iter()
+            .map(|(k, v)| (k.encode(), v.expect("value").encode()))
+            .collect();
+        records.sort();
+        for (k, v) in records {
+            for b in k.into_iter().chain(v) {
                 fnv = (fnv ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
                 len += 1;
             }
         }
         assert_eq!(
             (len, fnv),
-            (633, 8_715_107_686_951_410_096),
+            (633, 7_886_786_287_397_056_126),
             "binary changelog layout changed"
         );
     }

@@ -93,6 +93,9 @@ pub struct Engine {
     pub(crate) persisted_watermark: i64,
     /// Keys changed since the last changelog drain (recorded once tracking is on).
     pub(crate) dirty: FxHashSet<StateKey>,
+    /// Sessions changed since the last drain (apart from `dirty`, so marking one that is
+    /// already marked costs a lookup, not a copy of its id).
+    pub(crate) dirty_sessions: FxHashSet<Box<str>>,
     tracking: bool,
     next_sweep: i64,
     /// Events processed since the last expiry sweep.
@@ -183,6 +186,7 @@ impl Engine {
             watermark: i64::MIN,
             persisted_watermark: i64::MIN,
             dirty: FxHashSet::default(),
+            dirty_sessions: FxHashSet::default(),
             tracking: false,
             next_sweep: i64::MIN,
             since_sweep: 0,
@@ -330,9 +334,15 @@ impl Engine {
         }
     }
 
+    /// Marks a session for the next changelog flush; its key is copied only the first time.
+    fn mark_session_dirty(&mut self, sid: &str) {
+        if !self.dirty_sessions.contains(sid) {
+            self.dirty_sessions.insert(sid.into());
+        }
+    }
+
     fn mark_dirty(&mut self, ev: &SessionEvent) {
-        self.dirty
-            .insert(StateKey::Session(ev.session_id.as_str().into()));
+        self.mark_session_dirty(ev.session_id.as_str());
         for t in [ev.token].into_iter().flatten() {
             self.dirty.insert(StateKey::Token(t));
         }
@@ -424,7 +434,7 @@ impl Engine {
             out.revocations
                 .push(Revocation::new(&subject, vec![rule], text));
             if self.tracking {
-                self.dirty.insert(StateKey::Session(id.as_str().into()));
+                self.mark_session_dirty(&id);
             }
             for c in children {
                 work.push((
@@ -460,7 +470,7 @@ impl Engine {
                 {
                     parent.children.push(sid.into());
                     if self.tracking {
-                        self.dirty.insert(StateKey::Session(p.into()));
+                        self.mark_session_dirty(p);
                     }
                 }
                 _ => {}

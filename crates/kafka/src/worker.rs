@@ -133,7 +133,7 @@ struct Task {
     pending: Vec<(Out, DeliveryFuture)>,
     next_offsets: BTreeMap<Arc<str>, i64>,
     counters: BTreeMap<Arc<str>, prometheus::IntCounter>,
-    changes: Vec<(StateKey, Option<StateValue>)>,
+    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     stats_seen: vigil_engine::EngineStats,
     evictions_seen: vigil_engine::state::EvictionCounts,
     /// When the last record arrived, for [`Task::tick`].
@@ -200,7 +200,7 @@ impl Task {
         match restored {
             Ok(Ok((mut engine, n))) => {
                 // What was just read back is durable already.
-                engine.drain_changes(&mut Vec::new());
+                engine.discard_changes();
                 self.engine = engine;
                 let secs = started.elapsed().as_secs_f64();
                 info!(
@@ -545,25 +545,17 @@ impl Task {
     async fn flush(&mut self, defer_acks: bool) -> Result<FlushReport, RuntimeError> {
         self.tick().await?;
         let mut changes = std::mem::take(&mut self.changes);
-        self.engine.drain_changes(&mut changes);
-        for (k, v) in changes.drain(..) {
-            let key = k.encode();
-            match v {
-                Some(v) => {
-                    self.send(
-                        Out::Changelog,
-                        &key,
-                        Some(&v.encode_as(self.shared.changelog_encoding)),
-                        None,
-                        Some(self.partition),
-                    )
-                    .await?
-                }
-                None => {
-                    self.send(Out::Changelog, &key, None, None, Some(self.partition))
-                        .await?
-                }
-            }
+        self.engine
+            .drain_encoded(self.shared.changelog_encoding, &mut changes);
+        for (key, value) in changes.drain(..) {
+            self.send(
+                Out::Changelog,
+                &key,
+                value.as_deref(),
+                None,
+                Some(self.partition),
+            )
+            .await?;
         }
         self.changes = changes;
         let shared = self.shared.clone();
