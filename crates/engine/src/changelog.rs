@@ -547,8 +547,9 @@ mod tests {
     }
 
     /// A user's baseline is written when it learns something (a session, a place, a network,
-    /// a device) and otherwise at most once per minute of activity; restored from those
-    /// records it equals the original but for a `last_seen` at most a minute old.
+    /// a device) and otherwise at most once per hour of activity (a hundredth of the default
+    /// 90-day `user_ttl`, capped at an hour); restored from those records it equals the
+    /// original but for a `last_seen` at most an hour old.
     #[test]
     fn the_user_baseline_is_written_when_it_changes() {
         let mut e = Engine::new(&EngineConfig::default()).expect("defaults");
@@ -586,22 +587,22 @@ mod tests {
             "nothing new"
         );
         assert_eq!(
-            step(&mut e, at("4", "09:01:05", "s", 2856)),
-            (true, true),
-            "next minute"
-        );
-        assert_eq!(
-            step(&mut e, at("5", "09:01:30", "s", 2856)),
+            step(&mut e, at("4", "09:59:55", "s", 2856)),
             (false, true),
-            "nothing new"
+            "same hour"
         );
         assert_eq!(
-            step(&mut e, at("6", "09:01:40", "s2", 2856)),
+            step(&mut e, at("5", "10:00:05", "s", 2856)),
+            (true, true),
+            "next hour"
+        );
+        assert_eq!(
+            step(&mut e, at("6", "10:00:40", "s2", 2856)),
             (true, true),
             "a new session"
         );
         assert_eq!(
-            step(&mut e, at("7", "09:01:59", "s2", 2856)),
+            step(&mut e, at("7", "10:59:59", "s2", 2856)),
             (false, true),
             "nothing new"
         );
@@ -614,11 +615,70 @@ mod tests {
             e.users.get("u").cloned().expect("live"),
         );
         assert!(
-            want.last_seen - got.last_seen < 60_000,
+            want.last_seen - got.last_seen < 3_600_000,
             "{got:?} vs {want:?}"
         );
         got.last_seen = want.last_seen;
         assert_eq!(got, want);
+    }
+
+    /// A token binding is written when it is created or its session ends, and otherwise at
+    /// most once per `token_ttl / 100` (14.4 minutes for the default 24 hours, periods counted
+    /// from the epoch: 09:07:12, 09:21:36, ...) of use;
+    /// restored from those records it equals the original but for a `last_seen` at most that
+    /// old.
+    #[test]
+    fn a_token_binding_is_written_when_it_changes() {
+        let mut e = Engine::new(&EngineConfig::default()).expect("defaults");
+        e.track_changes();
+        let use_at = |id: &str, t: &str, kind: &str| -> String {
+            format!(
+                r#"{{"id":"{id}","time":"2024-05-01T{t}Z","kind":"{kind}","session_id":"s","user_id":"u","token_id":"jti-1","ip":"81.2.69.1"}}"#
+            )
+        };
+        let token = StateKey::Token(vigil_model::token::TokenHasher::new(b"k").hash("jti-1"));
+        let mut all = Vec::new();
+        let mut written = |e: &mut Engine, line: String| {
+            feed(e, &[line.as_str()]);
+            let mut out = Vec::new();
+            e.drain_changes(&mut out);
+            let hit = out.iter().any(|(k, _)| *k == token);
+            all.extend(out);
+            hit
+        };
+        assert!(
+            written(&mut e, use_at("1", "09:08:00", "access")),
+            "created"
+        );
+        assert!(
+            !written(&mut e, use_at("2", "09:15:00", "access")),
+            "same period"
+        );
+        assert!(
+            !written(&mut e, use_at("3", "09:21:00", "access")),
+            "same period"
+        );
+        assert!(
+            written(&mut e, use_at("4", "09:22:00", "access")),
+            "next period"
+        );
+        assert!(
+            !written(&mut e, use_at("5", "09:30:00", "access")),
+            "same period"
+        );
+        assert!(written(&mut e, use_at("6", "09:31:00", "logout")), "ended");
+        let mut restored = Engine::new(&EngineConfig::default()).expect("defaults");
+        for (k, v) in all {
+            restored.restore(k, v);
+        }
+        let StateKey::Token(h) = token else {
+            unreachable!("a token key")
+        };
+        let (got, want) = (
+            restored.tokens.get(&h).cloned().expect("restored"),
+            e.tokens.get(&h).cloned().expect("live"),
+        );
+        assert_eq!(got, want, "the end was written with its last use");
     }
 
     /// Bad records are refused with a reason, in both encodings.

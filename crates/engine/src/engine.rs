@@ -86,6 +86,11 @@ pub struct Engine {
     pub(crate) tokens: BoundedTable<TokenHash, TokenBinding>,
     pub(crate) refresh: BoundedTable<TokenHash, RefreshState>,
     pub(crate) users: BoundedTable<Box<str>, crate::users::UserBaseline>,
+    /// How often (event time) a user baseline that learned nothing is rewritten to the
+    /// changelog for its `last_seen`: a hundredth of `user_ttl`, between a minute and an hour.
+    user_write_every_ms: i64,
+    /// The same for token bindings, from `token_ttl`.
+    token_write_every_ms: i64,
     grace_ms: i64,
     window_ms: i64,
     scope_baseline_ms: i64,
@@ -180,6 +185,8 @@ impl Engine {
             tokens: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
             refresh: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
             users: BoundedTable::new(st.user_ttl.ms(), i64::MAX, st.max_users.max(1)),
+            user_write_every_ms: (st.user_ttl.ms() / 100).clamp(60_000, 3_600_000),
+            token_write_every_ms: (st.token_ttl.ms() / 100).clamp(60_000, 3_600_000),
             grace_ms: st.out_of_order_grace.ms(),
             window_ms: st.window.ms(),
             scope_baseline_ms,
@@ -314,10 +321,10 @@ impl Engine {
         self.findings = findings;
         self.govern(ev, new_session, out);
         self.update_session(ev, &obs);
-        self.update_tokens(ev, &obs);
+        let token_changed = self.update_tokens(ev, &obs);
         self.update_user(ev, &obs, new_session);
         if self.tracking {
-            self.mark_dirty(ev);
+            self.mark_dirty(ev, token_changed);
         }
         Ok(())
     }
@@ -341,9 +348,9 @@ impl Engine {
         }
     }
 
-    fn mark_dirty(&mut self, ev: &SessionEvent) {
+    fn mark_dirty(&mut self, ev: &SessionEvent, token_changed: bool) {
         self.mark_session_dirty(ev.session_id.as_str());
-        for t in [ev.token].into_iter().flatten() {
+        if token_changed && let Some(t) = ev.token {
             self.dirty.insert(StateKey::Token(t));
         }
         for r in [ev.refresh_token, ev.new_refresh_token]
@@ -1019,12 +1026,13 @@ impl Engine {
             return;
         };
         // The baseline is written to the changelog when it learned something, and otherwise
-        // at most once per minute of `last_seen` (what its expiry reads): most events teach
-        // it nothing, and need not rewrite it. A restored baseline's `last_seen` may be up to a minute old, which only moves its
-        // idle expiry that much earlier.
+        // at most once per `user_write_every_ms` of `last_seen` (all its expiry reads): most
+        // events teach it nothing and need not rewrite it. A restored baseline's `last_seen`
+        // may be that much old, which moves its idle expiry at most 1% of `user_ttl` earlier.
+        let every = self.user_write_every_ms;
         let mut changed = first
             || (ev.time_ms > u.last_seen
-                && u.last_seen.div_euclid(60_000) != ev.time_ms.div_euclid(60_000));
+                && u.last_seen.div_euclid(every) != ev.time_ms.div_euclid(every));
         u.last_seen = u.last_seen.max(ev.time_ms);
         if new_session {
             u.sessions = u.sessions.saturating_add(1);
@@ -1058,20 +1066,30 @@ impl Engine {
         }
     }
 
-    fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation) {
+    /// Updates the token tables; whether the event's token binding changed enough to be
+    /// written to the changelog: created, ended, or its `last_seen` into a new
+    /// `token_write_every_ms` period (as user baselines: most uses of a token change nothing
+    /// but its `last_seen`, which only its idle expiry reads).
+    fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation) -> bool {
         let ended = self
             .sessions
             .get(ev.session_id.as_str())
             .and_then(|s| s.ended_at);
+        let every = self.token_write_every_ms;
+        let mut changed = false;
         if let Some(t) = ev.token {
             match self.tokens.get_mut(&t) {
                 Some(b) => {
+                    changed = ev.time_ms > b.last_seen
+                        && b.last_seen.div_euclid(every) != ev.time_ms.div_euclid(every);
                     b.last_seen = b.last_seen.max(ev.time_ms);
-                    if *b.session_id == *ev.session_id && ended.is_some() {
-                        b.ended_at = b.ended_at.or(ended);
+                    if *b.session_id == *ev.session_id && ended.is_some() && b.ended_at.is_none() {
+                        b.ended_at = ended;
+                        changed = true;
                     }
                 }
                 None if ev.success => {
+                    changed = true;
                     self.tokens.insert(
                         t,
                         TokenBinding {
@@ -1094,12 +1112,14 @@ impl Engine {
             // token (if the event names it) learns it now.
             if let Some(t) = ev.token
                 && let Some(b) = self.tokens.get_mut(&t)
+                && b.ended_at.is_none()
             {
-                b.ended_at.get_or_insert(ev.time_ms);
+                b.ended_at = Some(ev.time_ms);
+                changed = true;
             }
         }
         if !ev.success {
-            return;
+            return changed;
         }
         if ev.kind == EventKind::TokenRefreshed
             && let Some(r) = ev.refresh_token
@@ -1144,6 +1164,7 @@ impl Engine {
                 },
             );
         }
+        changed
     }
 }
 
