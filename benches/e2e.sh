@@ -134,15 +134,15 @@ pid=$(start_run al1 19873); pids+=("$pid"); wait_ready 19873
 stop_run "$pid"
 restore=$(python3 - "$work/al1.log" <<'PY'
 import re, sys
-recs, secs = 0, 0.0
+recs, sess, secs = 0, 0, 0.0
 for line in open(sys.argv[1]):
-    m = re.search(r"Partition state restored\. partition=\d+ records=(\d+) seconds=([0-9.]+)", line)
-    if m: recs += int(m.group(1)); secs = max(secs, float(m.group(2)))
-print(f"{recs} {secs:.3f} {recs/secs if secs else 0:.0f}")
+    m = re.search(r"Partition state restored\. partition=\d+ records=(\d+) seconds=([0-9.]+) sessions=(\d+)", line)
+    if m: recs += int(m.group(1)); secs = max(secs, float(m.group(2))); sess += int(m.group(3))
+print(f"{recs} {sess} {secs:.3f} {recs/secs if secs else 0:.0f} {sess/secs if secs else 0:.0f}")
 PY
 )
-read -r restored restore_secs restore_rate <<<"$restore"
-echo "changelog restore: $restored records in $restore_secs s ($restore_rate records/s, partitions in parallel)"
+read -r restored restored_sessions restore_secs restore_rate restore_sessions_rate <<<"$restore"
+echo "changelog restore: $restored records holding $restored_sessions live sessions in $restore_secs s ($restore_rate records/s, $restore_sessions_rate sessions/s, partitions in parallel)"
 
 # Latency at an offered load, on a fresh topic and group: event to revocation read back from
 # the revocations topic while the load is offered (each revocation carries its source record's
@@ -194,4 +194,4 @@ latency_at lat 19874 "$half" $(( COPIES / 4 > 50 ? COPIES / 4 : 50 ))
 ratio=$(python3 -c "print(f'{$al1_rate/$ceiling:.2f}')")
 eos_ratio=$(python3 -c "print(f'{$eos_rate/$ceiling:.2f}')")
 per_session=$(python3 -c "print(round(($rss_end-$rss_ready)*1024/max($sessions,1)))")
-echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s"
+echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s"
