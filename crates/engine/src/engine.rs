@@ -96,7 +96,8 @@ pub struct Engine {
     scope_baseline_ms: i64,
     pub(crate) watermark: i64,
     pub(crate) persisted_watermark: i64,
-    /// Keys changed since the last changelog drain (recorded once tracking is on).
+    /// Token, refresh-token and user keys changed since the last changelog drain (recorded
+    /// once tracking is on; sessions are in `dirty_sessions`).
     pub(crate) dirty: FxHashSet<StateKey>,
     /// Sessions changed since the last drain (apart from `dirty`, so marking one that is
     /// already marked costs a lookup, not a copy of its id).
