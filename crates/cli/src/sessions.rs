@@ -27,13 +27,10 @@ pub fn run(cfg: &VigilConfig, kafka: &KafkaConfig, args: &SessionsArgs) -> Resul
     let base = vigil_kafka::runtime::client_config(kafka)?;
     let topic = kafka.topics.changelog.clone();
     let partitions = vigil_kafka::runtime::partition_counts(&base, &kafka.brokers, &[&topic])?[0];
-    let mut reader = base.clone();
-    reader
-        .set("group.id", format!("{}-inventory", kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
+    let reader = vigil_kafka::worker::changelog_reader_config(
+        &base,
+        &format!("{}-inventory", kafka.group_id),
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

@@ -414,13 +414,8 @@ pub async fn run(
         })?;
     }
 
-    let mut restore = base.clone();
-    restore
-        .set("group.id", format!("{}-restore", cfg.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
+    let restore =
+        crate::worker::changelog_reader_config(&base, &format!("{}-restore", cfg.group_id));
     let metrics = parts.metrics.clone();
     let mut shared = (parts.build_shared)(producer.clone(), metrics.clone(), restore);
     shared.inputs = input_partitions;
@@ -760,6 +755,20 @@ mod tests {
             client: BTreeMap::new(),
             client_secrets: BTreeMap::new(),
         }
+    }
+
+    /// The changelog reader ends each partition at once (a short fetch wait: the end is known
+    /// from an empty fetch, which a broker otherwise holds for 500 ms) and reads only
+    /// committed state, under its own group id.
+    #[test]
+    fn the_changelog_reader_ends_partitions_without_waiting() {
+        let base = client_config(&cfg()).expect("valid");
+        let r = crate::worker::changelog_reader_config(&base, "g-restore");
+        assert_eq!(r.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(r.get("enable.partition.eof"), Some("true"));
+        assert_eq!(r.get("isolation.level"), Some("read_committed"));
+        assert_eq!(r.get("group.id"), Some("g-restore"));
+        assert_eq!(r.get("bootstrap.servers"), Some("127.0.0.1:1"));
     }
 
     #[test]

@@ -644,7 +644,11 @@ struct RestoreContext;
 
 impl rdkafka::client::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        // librdkafka reports the end of a partition here too, as a client-level error.
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             debug!(%reason, "Changelog reader reached the end of a partition.");
         } else {
             warn!(error = %error, %reason, "Changelog reader error.");
@@ -665,9 +669,26 @@ fn restore(shared: &Shared, partition: i32, engine: Engine) -> Result<(Engine, u
     )
 }
 
+/// The settings of a changelog reader on top of the deployment's client settings (`base`:
+/// brokers, TLS, SASL): its own group id (never committed), partition EOF reported, committed
+/// records only, and a short fetch wait. The end of a partition is known from a fetch that
+/// comes back empty, and a broker holds an empty fetch for `fetch.wait.max.ms` (500 ms by
+/// default): every restore, and so every failover, waited that long per partition.
+pub fn changelog_reader_config(base: &ClientConfig, group_id: &str) -> ClientConfig {
+    let mut reader = base.clone();
+    reader
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10");
+    reader
+}
+
 /// Reads one changelog partition from the beginning to its end into `engine`; returns the
-/// engine and the records applied. `client` needs `enable.partition.eof=true` and a group
-/// id; `on_record` is called for every record read.
+/// engine and the records applied. `client` is a [`changelog_reader_config`];
+/// `on_record` is called for every record read.
 pub fn read_changelog(
     client: &ClientConfig,
     topic: &str,
