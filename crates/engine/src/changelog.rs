@@ -624,9 +624,8 @@ mod tests {
 
     /// A token binding is written when it is created or its session ends, and otherwise at
     /// most once per `token_ttl / 100` (14.4 minutes for the default 24 hours, periods counted
-    /// from the epoch: 09:07:12, 09:21:36, ...) of use;
-    /// restored from those records it equals the original but for a `last_seen` at most that
-    /// old.
+    /// from the epoch: 09:07:12, 09:21:36, ...) of use; restored from those records it equals
+    /// the original but for a `last_seen` at most that old.
     #[test]
     fn a_token_binding_is_written_when_it_changes() {
         let mut e = Engine::new(&EngineConfig::default()).expect("defaults");

@@ -186,8 +186,8 @@ impl Engine {
             tokens: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
             refresh: BoundedTable::new(st.token_ttl.ms(), i64::MAX, st.max_tokens),
             users: BoundedTable::new(st.user_ttl.ms(), i64::MAX, st.max_users.max(1)),
-            user_write_every_ms: (st.user_ttl.ms() / 100).clamp(60_000, 3_600_000),
-            token_write_every_ms: (st.token_ttl.ms() / 100).clamp(60_000, 3_600_000),
+            user_write_every_ms: rewrite_period(st.user_ttl.ms()),
+            token_write_every_ms: rewrite_period(st.token_ttl.ms()),
             grace_ms: st.out_of_order_grace.ms(),
             window_ms: st.window.ms(),
             scope_baseline_ms,
@@ -1030,10 +1030,7 @@ impl Engine {
         // at most once per `user_write_every_ms` of `last_seen` (all its expiry reads): most
         // events teach it nothing and need not rewrite it. A restored baseline's `last_seen`
         // may be that much old, which moves its idle expiry at most 1% of `user_ttl` earlier.
-        let every = self.user_write_every_ms;
-        let mut changed = first
-            || (ev.time_ms > u.last_seen
-                && u.last_seen.div_euclid(every) != ev.time_ms.div_euclid(every));
+        let mut changed = first || new_period(u.last_seen, ev.time_ms, self.user_write_every_ms);
         u.last_seen = u.last_seen.max(ev.time_ms);
         if new_session {
             u.sessions = u.sessions.saturating_add(1);
@@ -1081,8 +1078,7 @@ impl Engine {
         if let Some(t) = ev.token {
             match self.tokens.get_mut(&t) {
                 Some(b) => {
-                    changed = ev.time_ms > b.last_seen
-                        && b.last_seen.div_euclid(every) != ev.time_ms.div_euclid(every);
+                    changed = new_period(b.last_seen, ev.time_ms, every);
                     b.last_seen = b.last_seen.max(ev.time_ms);
                     if *b.session_id == *ev.session_id && ended.is_some() && b.ended_at.is_none() {
                         b.ended_at = ended;
@@ -1167,6 +1163,18 @@ impl Engine {
         }
         changed
     }
+}
+
+/// How often (event time) state that changed only its `last_seen` is rewritten to the
+/// changelog: a hundredth of the TTL its expiry reads it for, between a minute and an hour.
+fn rewrite_period(ttl_ms: i64) -> i64 {
+    (ttl_ms / 100).clamp(60_000, 3_600_000)
+}
+
+/// Whether `now` moves a `last_seen` into a later period of `every` ms (counted from the
+/// epoch): when state that changed nothing else is due to be rewritten.
+fn new_period(last_seen: i64, now: i64, every: i64) -> bool {
+    now > last_seen && last_seen.div_euclid(every) != now.div_euclid(every)
 }
 
 /// Which lifetime limit a session broke.
