@@ -590,6 +590,24 @@ mod tests {
         assert!(strings.is_empty());
     }
 
+    /// Kept in place event after event, the compact endpoint shows what `Endpoint::of` builds
+    /// from the latest event (the native samples vary and leave out address, place, network,
+    /// client and device).
+    #[test]
+    fn assigning_the_last_endpoint_equals_building_it() {
+        use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+        let ctx = AdapterContext::new(b"k");
+        let text = include_str!("../../../tests/data/samples/native.jsonl");
+        let (mut strings, mut ep, mut n) = (Strings::default(), LastEndpoint::default(), 0);
+        for line in text.lines() {
+            let ev = parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid");
+            ep.assign(&ev, &mut strings);
+            assert_eq!(ep.to_endpoint(), Endpoint::of(&ev), "{line}");
+            n += 1;
+        }
+        assert!(n > 50, "{n} samples");
+    }
+
     /// The compact endpoint is written exactly as `Endpoint` writes itself, in JSON and in
     /// the binary changelog encoding, and reads back equal.
     #[test]

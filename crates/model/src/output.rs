@@ -130,40 +130,6 @@ impl Endpoint {
             time_ms: Some(ev.time_ms),
         }
     }
-
-    /// Makes this the endpoint `ev` came from, reusing the strings' buffers: what
-    /// [`Endpoint::of`] builds, without an allocation per event when the session stays put.
-    pub fn assign(&mut self, ev: &SessionEvent) {
-        fn set(slot: &mut Option<String>, v: Option<&str>) {
-            match (slot.as_mut(), v) {
-                (Some(cur), Some(v)) if cur == v => {}
-                (Some(cur), Some(v)) => {
-                    cur.clear();
-                    cur.push_str(v);
-                }
-                (None, Some(v)) => *slot = Some(v.to_owned()),
-                (_, None) => *slot = None,
-            }
-        }
-        match ev.ip {
-            Some(ip) => {
-                use std::fmt::Write;
-                let cur = self.ip.get_or_insert_with(String::new);
-                cur.clear();
-                let _ = write!(cur, "{ip}");
-            }
-            None => self.ip = None,
-        }
-        set(&mut self.country, ev.geo.country.as_deref());
-        set(&mut self.city, ev.geo.city.as_deref());
-        self.lat = ev.geo.lat;
-        self.lon = ev.geo.lon;
-        self.asn = ev.geo.asn;
-        set(&mut self.as_org, ev.geo.as_org.as_deref());
-        set(&mut self.user_agent, ev.user_agent.as_deref());
-        set(&mut self.device_id, ev.device_id.as_deref());
-        self.time_ms = Some(ev.time_ms);
-    }
 }
 
 /// One observed deviation from the session's baseline.

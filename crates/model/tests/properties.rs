@@ -388,18 +388,6 @@ fn every_native_sample_takes_the_fast_path_and_matches_the_general_path() {
     assert!(n > 50, "{n} samples");
 }
 
-#[test]
-fn assigning_an_endpoint_in_place_equals_building_it() {
-    let c = ctx();
-    let text = native_samples();
-    let mut ep = vigil_model::Endpoint::default();
-    for line in text.lines() {
-        let ev = parse_record(line.as_bytes(), InputFormat::Native, &c).expect("valid");
-        ep.assign(&ev);
-        assert_eq!(ep, vigil_model::Endpoint::of(&ev), "{line}");
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
