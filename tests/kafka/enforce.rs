@@ -514,6 +514,11 @@ auth_header = {{ file = {auth:?} }}
             .iter()
             .all(|r| r.auth.as_deref() == Some(SECRET))
     );
+    // The receiver records a request before its response reaches the service, which counts
+    // the delivery after that: wait for the count rather than race it.
+    while inst.counter("vigil_enforce_deliveries_total") < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(inst.counter("vigil_enforce_deliveries_total"), 3);
     let metrics = inst.get("/metrics").expect("metrics");
     assert!(metrics.contains("vigil_enforce_attempts_total"));

@@ -472,6 +472,8 @@ pub async fn run(
     let mut cache: BTreeMap<i32, mpsc::Sender<Command>> = BTreeMap::new();
     let mut cache_gen = u64::MAX;
     let mut topic_names: BTreeMap<String, Arc<str>> = BTreeMap::new();
+    let batch_max = worker::batching(cfg.partition_queue).0;
+    let mut batches: Vec<(i32, mpsc::Sender<Command>, Vec<Incoming>)> = Vec::new();
     tokio::pin!(shutdown);
 
     // At-least-once: a commit whose outputs are still being acknowledged. The partition tasks
@@ -520,45 +522,55 @@ pub async fn run(
             }
             Some(e) = fatal_rx.recv() => break Err(e),
             msg = consumer.recv() => {
-                let m = match msg {
-                    Ok(m) => m,
-                    Err(e) => match classify(&e) {
+                // Whatever else the consumer already holds is taken too, up to a batch, so a
+                // task is woken once per batch rather than once per record.
+                let mut next = Some(msg);
+                let mut failure = None;
+                let mut taken = 0usize;
+                while let Some(msg) = next.take() {
+                    let m = match msg {
+                        Ok(m) => m,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    let g = generation.load(Ordering::SeqCst);
+                    if g != cache_gen {
+                        let w = workers.lock().unwrap_or_else(|e| e.into_inner());
+                        cache = w.iter().map(|(p, w)| (*p, w.tx.clone())).collect();
+                        cache_gen = g;
+                    }
+                    // A partition that is not ours (any more) is consumed by its owner.
+                    if let Some(tx) = cache.get(&m.partition()) {
+                        let rec = incoming(&m, &mut topic_names);
+                        match batches.iter_mut().find(|(p, t, _)| *p == rec.partition && t.same_channel(tx)) {
+                            Some((_, _, recs)) => recs.push(rec),
+                            None => batches.push((rec.partition, tx.clone(), vec![rec])),
+                        }
+                    }
+                    taken += 1;
+                    if taken < batch_max {
+                        next = ready_now(consumer.recv()).await;
+                    }
+                }
+                for (p, tx, records) in batches.drain(..) {
+                    // A task stopped by a rebalance meanwhile committed what it processed;
+                    // these records go to the partition's next owner from that offset.
+                    if tx.send(Command::Records(records)).await.is_err()
+                        && cache.get(&p).is_some_and(|c| c.same_channel(&tx))
+                    {
+                        warn!(partition = p, "A partition task has stopped; its records will be reprocessed after the next rebalance.");
+                    }
+                }
+                if let Some(e) = failure {
+                    match classify(&e) {
                         RetryHint::Fatal => break Err(RuntimeError::Kafka { context: "consumer failed".into(), source: e }),
                         RetryHint::Retry => {
                             warn!(error = %e, "Consumer error; retrying.");
                             tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
                         }
-                    },
-                };
-                let g = generation.load(Ordering::SeqCst);
-                if g != cache_gen {
-                    let w = workers.lock().unwrap_or_else(|e| e.into_inner());
-                    cache = w.iter().map(|(p, w)| (*p, w.tx.clone())).collect();
-                    cache_gen = g;
-                }
-                let Some(tx) = cache.get(&m.partition()) else {
-                    // Not ours (any more): it will be consumed by the partition's owner.
-                    continue;
-                };
-                let topic = match topic_names.get(m.topic()) {
-                    Some(t) => t.clone(),
-                    None => topic_names.entry(m.topic().to_owned()).or_insert_with(|| Arc::from(m.topic())).clone(),
-                };
-                let rec = Incoming {
-                    topic,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                    timestamp_ms: m.timestamp().to_millis(),
-                    broadcast: m.headers().is_some_and(|h| {
-                        rdkafka::message::Headers::iter(h).any(|x| x.key == crate::worker::BROADCAST_HEADER)
-                    }),
-                };
-                drop(m);
-                if tx.send(Command::Record(rec)).await.is_err() {
-                    warn!("A partition task has stopped; its records will be reprocessed after the next rebalance.");
+                    }
                 }
             }
         }
@@ -575,6 +587,40 @@ pub async fn run(
     workers.lock().unwrap_or_else(|e| e.into_inner()).clear();
     producer_flush(&producer);
     result.and(final_commit)
+}
+
+/// Polls `f` once: its output if it is ready now, `None` if it would have to wait.
+async fn ready_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// A consumed record copied out of the consumer's buffer for its partition task.
+fn incoming<M: Message>(m: &M, topic_names: &mut BTreeMap<String, Arc<str>>) -> Incoming {
+    let topic = match topic_names.get(m.topic()) {
+        Some(t) => t.clone(),
+        None => topic_names
+            .entry(m.topic().to_owned())
+            .or_insert_with(|| Arc::from(m.topic()))
+            .clone(),
+    };
+    Incoming {
+        topic,
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        timestamp_ms: m.timestamp().to_millis(),
+        broadcast: m.headers().is_some_and(|h| {
+            rdkafka::message::Headers::iter(h).any(|x| x.key == crate::worker::BROADCAST_HEADER)
+        }),
+    }
 }
 
 async fn commit(
@@ -755,6 +801,43 @@ mod tests {
             client: BTreeMap::new(),
             client_secrets: BTreeMap::new(),
         }
+    }
+
+    /// Records are handed to tasks in batches no larger than the configured queue, and the
+    /// queue (in batches) never holds much more than `partition_queue` records.
+    #[test]
+    fn batches_respect_the_partition_queue() {
+        for queue in [0usize, 1, 16, 255, 256, 257, 4096, 100_000] {
+            let (batch, capacity) = worker::batching(queue);
+            assert!(batch >= 1 && capacity >= 1, "queue {queue}");
+            assert!(batch <= worker::MAX_BATCH, "queue {queue}");
+            assert!(
+                batch * capacity <= queue.max(1),
+                "queue {queue}: {batch} x {capacity}"
+            );
+            assert!(
+                batch * capacity + batch > queue,
+                "queue {queue}: {batch} x {capacity} wastes room"
+            );
+        }
+        assert_eq!(worker::batching(4096), (256, 16));
+        assert_eq!(worker::batching(16), (16, 1));
+    }
+
+    /// `ready_now` takes what is ready and never waits for what is not.
+    #[test]
+    fn ready_now_does_not_wait() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            assert_eq!(ready_now(std::future::ready(7)).await, Some(7));
+            assert_eq!(ready_now(std::future::pending::<u8>()).await, None);
+            let (tx, mut rx) = mpsc::channel::<u8>(1);
+            assert_eq!(ready_now(rx.recv()).await, None);
+            tx.send(3).await.expect("open");
+            assert_eq!(ready_now(rx.recv()).await, Some(Some(3)));
+        });
     }
 
     /// The changelog reader ends each partition at once (a short fetch wait: the end is known

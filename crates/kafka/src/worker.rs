@@ -102,8 +102,9 @@ impl std::fmt::Debug for FlushReport {
 
 /// Commands to a partition task.
 pub enum Command {
-    /// Process a record.
-    Record(Incoming),
+    /// Process records, in order (all of this task's partition, as the consumer delivered
+    /// them).
+    Records(Vec<Incoming>),
     /// Write the changelog, wait until every output is acknowledged, then report offsets.
     /// With a hold, process nothing more until the hold is released (or dropped): the
     /// exactly-once barrier, so no record lands in a transaction its offset is not part of.
@@ -116,6 +117,17 @@ pub enum Command {
         /// here (at-least-once: the runtime awaits them while the task goes on).
         defer_acks: bool,
     },
+}
+
+/// Records handed to a partition task in one command, at most.
+pub const MAX_BATCH: usize = 256;
+
+/// For `queue` records buffered per task: the most records taken from the consumer in one go
+/// (and so the largest batch), and the task's queue length in batches. At most about `queue`
+/// records wait for a task, as with one command per record.
+pub fn batching(queue: usize) -> (usize, usize) {
+    let batch = queue.clamp(1, MAX_BATCH);
+    (batch, (queue / batch).max(1))
 }
 
 /// A running partition task's handle.
@@ -156,7 +168,7 @@ pub fn spawn(
     let mut engine =
         Engine::new(&shared.engine).map_err(|e| RuntimeError::Config(e.to_string()))?;
     engine.track_changes();
-    let (tx, rx) = mpsc::channel(queue.max(1));
+    let (tx, rx) = mpsc::channel(batching(queue).1);
     tokio::spawn(async move {
         let geo = shared.geo.share();
         let task = Task {
@@ -222,11 +234,13 @@ impl Task {
         let _ = ready.send(self.partition);
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Command::Record(r) => {
-                    if let Err(e) = self.handle(r).await {
-                        warn!(partition = self.partition, error = %e, "Partition task stopped.");
-                        let _ = fatal.send(e);
-                        return;
+                Command::Records(records) => {
+                    for r in records {
+                        if let Err(e) = self.handle(r).await {
+                            warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                            let _ = fatal.send(e);
+                            return;
+                        }
                     }
                 }
                 Command::Flush {
