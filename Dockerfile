@@ -10,6 +10,9 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 vigil
 COPY --from=build /src/target/release/vigil /usr/local/bin/vigil
+# Transparent huge pages off for the process, whatever the host's setting (see README,
+# "Transparent huge pages").
+ENV MIMALLOC_ALLOW_THP=0
 USER vigil
 ENTRYPOINT ["vigil"]
 CMD ["--help"]
