@@ -281,14 +281,15 @@ impl Engine {
             _ => {}
         }
         let id_hash = hash_str(&ev.source_id);
-        if let Some(s) = self.sessions.get(ev.session_id.as_str())
-            && s.recent_ids.contains(&id_hash)
-        {
+        // The session is looked up once for the duplicate check and the detectors.
+        let session = self.sessions.get(ev.session_id.as_str()).map(|s| &**s);
+        if session.is_some_and(|s| s.recent_ids.contains(&id_hash)) {
             self.stats.duplicates += 1;
             return Ok(());
         }
+        let new_session = session.is_none();
         self.stats.events += 1;
-        let obs = self.observe_event(ev);
+        let obs = Self::observe_event(&mut self.ua_cache, self.net.default_accuracy_km, ev);
 
         self.findings.clear();
         // An MFA event's client is usually the authenticator (a phone app answering a push),
@@ -299,7 +300,7 @@ impl Engine {
             let ctx = Ctx {
                 ev,
                 obs: &obs,
-                session: self.sessions.get(ev.session_id.as_str()).map(|s| &**s),
+                session,
                 tokens: &self.tokens,
                 refresh: &self.refresh,
                 net: &self.net,
@@ -310,7 +311,6 @@ impl Engine {
             }
         }
 
-        let new_session = self.sessions.get(ev.session_id.as_str()).is_none();
         if new_session {
             self.stats.sessions_created += 1;
             let mut st = Box::new(SessionState::new(ev));
@@ -321,9 +321,9 @@ impl Engine {
         self.apply_policy(ev, &findings, out);
         self.findings = findings;
         self.govern(ev, new_session, out);
-        self.update_session(ev, &obs);
-        let token_changed = self.update_tokens(ev, &obs);
-        self.update_user(ev, &obs, new_session);
+        let (ended, revoked) = self.update_session(ev, &obs);
+        let token_changed = self.update_tokens(ev, &obs, ended);
+        self.update_user(ev, &obs, new_session, revoked);
         if self.tracking {
             self.mark_dirty(ev, token_changed);
         }
@@ -484,11 +484,15 @@ impl Engine {
                 _ => {}
             }
         }
-        let Some(st) = self.sessions.get_mut(sid) else {
+        let Some(st) = self.sessions.get(sid) else {
             return;
         };
         if (ev.kind.ends_session() || st.revoked) && !st.children.is_empty() {
-            let children = std::mem::take(&mut st.children);
+            let children = self
+                .sessions
+                .get_mut(sid)
+                .map(|st| std::mem::take(&mut st.children))
+                .unwrap_or_default();
             for c in children {
                 let why = format!("the session that minted it, {sid}, ended");
                 self.revoke(
@@ -764,7 +768,14 @@ impl Engine {
         self.since_sweep = 0;
     }
 
-    fn observe_event(&mut self, ev: &SessionEvent) -> Observation {
+    /// What the detectors and the state updates need from an event, computed once: hashes of
+    /// its device, address and client, its place, and its parsed user agent (memoised in
+    /// `ua_cache`). A function of the fields it uses, so the caller keeps its session borrowed.
+    fn observe_event(
+        ua_cache: &mut FxHashMap<Box<str>, ua::UaInfo>,
+        default_accuracy_km: u32,
+        ev: &SessionEvent,
+    ) -> Observation {
         /// The hash of the address's text form, formatted on the stack.
         fn hash_ip(ip: std::net::IpAddr) -> u64 {
             use std::io::Write;
@@ -779,7 +790,7 @@ impl Engine {
             if ev.geo.coordinates().is_some() || ev.geo.asn.is_some() || ev.geo.country.is_some() {
                 Some(Place {
                     coords: ev.geo.coordinates(),
-                    accuracy_km: ev.geo.accuracy_km.unwrap_or(self.net.default_accuracy_km),
+                    accuracy_km: ev.geo.accuracy_km.unwrap_or(default_accuracy_km),
                     asn: ev.geo.asn.unwrap_or(0),
                     country: ev.geo.country.as_deref().map_or(0, |c| {
                         if c.bytes().any(|b| b.is_ascii_lowercase()) {
@@ -801,15 +812,15 @@ impl Engine {
         let ua = ev
             .user_agent
             .as_deref()
-            .map(|text| match self.ua_cache.get(text) {
+            .map(|text| match ua_cache.get(text) {
                 Some(info) => *info,
                 None => {
                     // A tenant has few distinct user agents; the memo starts over if not.
-                    if self.ua_cache.len() >= UA_CACHE_ENTRIES {
-                        self.ua_cache.clear();
+                    if ua_cache.len() >= UA_CACHE_ENTRIES {
+                        ua_cache.clear();
                     }
                     let info = ua::parse(text);
-                    self.ua_cache.insert(text.into(), info);
+                    ua_cache.insert(text.into(), info);
                     info
                 }
             });
@@ -928,11 +939,13 @@ impl Engine {
         }
     }
 
-    fn update_session(&mut self, ev: &SessionEvent, obs: &Observation) {
+    /// Updates the session with the event; returns when the session ended, if it has, and
+    /// whether it is revoked.
+    fn update_session(&mut self, ev: &SessionEvent, obs: &Observation) -> (Option<i64>, bool) {
         let scope_baseline_ms = self.scope_baseline_ms;
         let same_km = self.net.same_place_km;
         let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else {
-            return;
+            return (None, false);
         };
         s.events = s.events.saturating_add(1);
         if s.recent_ids.len() >= RECENT_IDS {
@@ -947,7 +960,7 @@ impl Engine {
         // A failed request says someone tried; it does not teach the session's baseline, nor
         // does an MFA answer from the authenticator device.
         if !ev.success || ev.kind == EventKind::Mfa {
-            return;
+            return (s.ended_at, s.revoked);
         }
         if let Some(d) = obs.device {
             s.device.get_or_insert(d);
@@ -1005,11 +1018,19 @@ impl Engine {
             s.app = ev.app.as_deref().map(Into::into);
         }
         s.last_endpoint.assign(ev, &mut self.strings);
+        (s.ended_at, s.revoked)
     }
 
     /// Teaches the user's baseline: sessions started, and the countries, networks and
     /// devices of successful events (not MFA answers from the authenticator).
-    fn update_user(&mut self, ev: &SessionEvent, obs: &Observation, new_session: bool) {
+    /// Teaches the user's baseline (`revoked`: whether the event's session is revoked).
+    fn update_user(
+        &mut self,
+        ev: &SessionEvent,
+        obs: &Observation,
+        new_session: bool,
+        revoked: bool,
+    ) {
         use crate::users::UserBaseline;
         let uid = ev.user_id.as_str();
         let first = self.users.get(uid).is_none();
@@ -1038,11 +1059,7 @@ impl Engine {
         }
         // Only events nothing was found on teach: an attacker's network or place must not
         // become familiar through the very events that exposed it.
-        let suspect = !self.findings.is_empty()
-            || self
-                .sessions
-                .get(ev.session_id.as_str())
-                .is_some_and(|s| s.revoked);
+        let suspect = !self.findings.is_empty() || revoked;
         if ev.success && ev.kind != EventKind::Mfa && !suspect {
             if let Some(p) = obs.place {
                 if let Some((lat, lon)) = p.coords {
@@ -1068,11 +1085,9 @@ impl Engine {
     /// written to the changelog: created, ended, or its `last_seen` into a new
     /// `token_write_every_ms` period (as user baselines: most uses of a token change nothing
     /// but its `last_seen`, which only its idle expiry reads).
-    fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation) -> bool {
-        let ended = self
-            .sessions
-            .get(ev.session_id.as_str())
-            .and_then(|s| s.ended_at);
+    /// Updates the bindings of the event's tokens (`ended`: when the event's session ended,
+    /// if it has); returns whether the access token's binding is to be written.
+    fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation, ended: Option<i64>) -> bool {
         let every = self.token_write_every_ms;
         let mut changed = false;
         if let Some(t) = ev.token {
