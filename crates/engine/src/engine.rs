@@ -1022,8 +1022,8 @@ impl Engine {
     }
 
     /// Teaches the user's baseline: sessions started, and the countries, networks and
-    /// devices of successful events (not MFA answers from the authenticator).
-    /// Teaches the user's baseline (`revoked`: whether the event's session is revoked).
+    /// devices of successful events (not MFA answers from the authenticator) on sessions
+    /// nothing was found on and not revoked (`revoked`, from [`Engine::update_session`]).
     fn update_user(
         &mut self,
         ev: &SessionEvent,
@@ -1081,12 +1081,11 @@ impl Engine {
         }
     }
 
-    /// Updates the token tables; whether the event's token binding changed enough to be
-    /// written to the changelog: created, ended, or its `last_seen` into a new
+    /// Updates the token tables (`ended`: when the event's session ended, if it has, from
+    /// [`Engine::update_session`]); returns whether the event's token binding changed enough
+    /// to be written to the changelog: created, ended, or its `last_seen` into a new
     /// `token_write_every_ms` period (as user baselines: most uses of a token change nothing
     /// but its `last_seen`, which only its idle expiry reads).
-    /// Updates the bindings of the event's tokens (`ended`: when the event's session ended,
-    /// if it has); returns whether the access token's binding is to be written.
     fn update_tokens(&mut self, ev: &SessionEvent, obs: &Observation, ended: Option<i64>) -> bool {
         let every = self.token_write_every_ms;
         let mut changed = false;
