@@ -442,3 +442,48 @@ fn account_changes_and_exposures_reach_every_partition() {
         drop(mock);
     });
 }
+
+/// `vigil gen --rate` to a broker: it waits for its producer to be ready (an idempotent
+/// producer holds records until it has a producer id), then sends the same records, in the
+/// same order, as it writes to a file.
+#[test]
+fn paced_generator_sends_what_it_writes() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let topic = "gen.events";
+    mock.create_topic(topic, 1, 1).expect("topic");
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let story = ["gen", "--copies", "2", "--spacing-ms", "1000"];
+    let written = std::process::Command::new(vigil)
+        .args(story)
+        .output()
+        .expect("vigil gen");
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&written.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(lines.len() > 100, "the story has records: {}", lines.len());
+    let sent = std::process::Command::new(vigil)
+        .args(story)
+        .args(["--brokers", &brokers, "--topic", topic, "--rate", "20000"])
+        .output()
+        .expect("vigil gen");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let read = support::read_until(&brokers, topic, 1, Duration::from_secs(30), |o| {
+        o.len() >= lines.len()
+    });
+    let got: Vec<String> = read
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.raw).into_owned())
+        .collect();
+    assert_eq!(got, lines);
+}

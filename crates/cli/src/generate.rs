@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::ClientConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 use vigil_testkit::render::Format;
 
 /// Generator options.
@@ -31,6 +34,34 @@ pub struct GenArgs {
     pub mix: vigil_testkit::samples::Mix,
     /// A generated population instead of the sample story.
     pub population: Option<vigil_testkit::population::PopulationSpec>,
+}
+
+/// Tells when an idempotent producer can send: it holds records back until the broker has
+/// assigned it a producer id (200-500 ms against tansu here), and a paced run's first
+/// records would otherwise carry that wait in their timestamps, as if the consumer had been
+/// slow to take them.
+struct Readiness(Arc<AtomicBool>);
+
+impl ClientContext for Readiness {
+    fn stats(&self, s: Statistics) {
+        if s.eos.is_some_and(|e| e.idemp_state == "Assigned") {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Waits until the producer has its producer id, so pacing starts from a producer that sends.
+fn wait_ready(ready: &AtomicBool) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready.load(Ordering::SeqCst) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the producer got no producer id from the brokers within 30 s"
+        );
+        // The producer's own thread serves the statistics callback.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// Parses a format name for `--format` (`mixed` means all four).
@@ -63,11 +94,20 @@ pub fn run(args: &GenArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if let Some(brokers) = &args.brokers {
-        let producer: FutureProducer = ClientConfig::new()
+        let ready = Arc::new(AtomicBool::new(false));
+        let producer: FutureProducer<Readiness> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
             .set("enable.idempotence", "true")
-            .create()?;
+            // Statistics report when the producer id is assigned; see `Readiness`.
+            .set(
+                "statistics.interval.ms",
+                if args.rate > 0 { "10" } else { "0" },
+            )
+            .create_with_context(Readiness(ready.clone()))?;
+        if args.rate > 0 {
+            wait_ready(&ready)?;
+        }
         let started = std::time::Instant::now();
         for (i, r) in records.iter().enumerate() {
             if args.rate > 0 {
