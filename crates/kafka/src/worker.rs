@@ -723,6 +723,7 @@ pub fn read_changelog(
             source: e,
         })?;
     if high <= low {
+        close_in_background(consumer);
         return Ok((engine, 0));
     }
     let mut tpl = TopicPartitionList::new();
@@ -783,5 +784,16 @@ pub fn read_changelog(
             break;
         }
     }
+    close_in_background(consumer);
     Ok((engine, n))
+}
+
+/// Closes a changelog reader on a thread of its own. Closing a librdkafka consumer waits
+/// for its broker threads to wind down, about 100 ms here, which every restore (and so every
+/// partition's time to ready after a rebalance or a crash) would otherwise include.
+fn close_in_background<C: Send + 'static>(consumer: C) {
+    // Should no thread start, the closure is dropped and the consumer closed here, as before.
+    let _ = std::thread::Builder::new()
+        .name("changelog-close".into())
+        .spawn(move || drop(consumer));
 }
