@@ -290,6 +290,7 @@ Examples:
         #[arg(long, default_value_t = 60_000)]
         spacing_ms: i64,
         /// Records per second offered to --brokers (0: as fast as the broker takes them).
+        /// Pacing starts once the producer can send, so record timestamps measure latency.
         #[arg(long, default_value_t = 0)]
         rate: u32,
         /// Attacks to inject: all, none (benign traffic only), or a comma-separated list such
