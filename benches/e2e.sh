@@ -2,7 +2,7 @@
 # End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
 # at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed,
 # and event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
-# light load and at about half the measured maximum.
+# light load and at about half the measured maximum, and the CPU each consumer spent per event.
 # Everything is measured in this one run; the last line is a one-line summary.
 #
 #   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4
@@ -124,22 +124,38 @@ config restore "$p.events" at-least-once
 produced=$("$bin" gen --copies "$COPIES" --brokers "$B" --topic "$p.events" --spacing-ms 1000 2>&1 | sed -n 's/.*produced \([0-9]*\) records.*/\1/p')
 echo "preloaded $produced events ($COPIES story copies) into $PARTITIONS partitions"
 
-ceiling=$("$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["records_per_second"]))')
-echo "raw consume ceiling: $ceiling events/s"
+# CPU per event beside events/s: on a machine whose cores the broker and the bench share, the
+# CPU a consumer spends per record moves less between runs than its rate does.
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
+tck=$(getconf CLK_TCK)
+us_per_event() { python3 -c "print(round($1 * 1e6 / $tck / $2, 1))"; } # ticks events
+ceiling_json=$(python3 -c '
+import resource, subprocess, sys
+out = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, check=True).stdout.decode()
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(out.strip(), r.ru_utime + r.ru_stime)
+' "$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced")
+ceiling=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1].rsplit(" ", 1)[0])["records_per_second"]))' "$ceiling_json")
+ceiling_cpu=$(python3 -c "import sys; print(round(float(sys.argv[1].rsplit(' ', 1)[1]) * 1e6 / $produced, 1))" "$ceiling_json")
+echo "raw consume ceiling: $ceiling events/s ($ceiling_cpu us of CPU per event)"
 
 pid=$(start_run al1 19871); pids+=("$pid"); wait_ready 19871
+cpu0=$(cpu_of "$pid")
 read -r al1_rate al1_secs < <(measure al1 19871 "$produced")
+al1_cpu=$(us_per_event $(( $(cpu_of "$pid") - cpu0 )) "$produced")
 sleep 1.2
 sessions=$(metric 19871 vigil_live_sessions)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 revocations=$(metric 19871 vigil_revocations_total)
 stop_run "$pid"
-echo "vigil run, at-least-once: $al1_rate events/s ($al1_secs s), $revocations revocations, $sessions live sessions, peak RSS $((hwm / 1024)) MiB"
+echo "vigil run, at-least-once: $al1_rate events/s ($al1_secs s, $al1_cpu us of CPU per event), $revocations revocations, $sessions live sessions, peak RSS $((hwm / 1024)) MiB"
 
 pid=$(start_run eos 19872); pids+=("$pid"); wait_ready 19872
+cpu0=$(cpu_of "$pid")
 read -r eos_rate eos_secs < <(measure eos 19872 "$produced")
+eos_cpu=$(us_per_event $(( $(cpu_of "$pid") - cpu0 )) "$produced")
 stop_run "$pid"
-echo "vigil run, exactly-once: $eos_rate events/s ($eos_secs s)"
+echo "vigil run, exactly-once: $eos_rate events/s ($eos_secs s, $eos_cpu us of CPU per event)"
 
 # Restore: a new instance of the at-least-once deployment reads its changelog back. Its
 # resident memory once ready, against that of an instance ready with no state (the light-load
@@ -215,4 +231,4 @@ ratio=$(python3 -c "print(f'{$al1_rate/$ceiling:.2f}')")
 eos_ratio=$(python3 -c "print(f'{$eos_rate/$ceiling:.2f}')")
 per_session=$(python3 -c "print(round(($rss_restored-$rss_empty)*1024/max($restored_sessions,1)))")
 echo "resident memory per live session: $per_session bytes (RSS ready with $restored_sessions restored sessions, $((rss_restored / 1024)) MiB, minus ready with none, $((rss_empty / 1024)) MiB)"
-echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s"
+echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu"
