@@ -452,32 +452,26 @@ fn paced_generator_sends_what_it_writes() {
     let brokers = mock.bootstrap_servers();
     let topic = "gen.events";
     mock.create_topic(topic, 1, 1).expect("topic");
-    let vigil = env!("CARGO_BIN_EXE_vigil");
     let story = ["gen", "--copies", "2", "--spacing-ms", "1000"];
-    let written = std::process::Command::new(vigil)
-        .args(story)
-        .output()
-        .expect("vigil gen");
-    assert!(
-        written.status.success(),
-        "{}",
-        String::from_utf8_lossy(&written.stderr)
-    );
-    let lines: Vec<String> = String::from_utf8_lossy(&written.stdout)
+    let gen_with = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(story)
+            .args(extra)
+            .output()
+            .expect("vigil gen");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let lines: Vec<String> = String::from_utf8_lossy(&gen_with(&[]))
         .lines()
         .map(str::to_owned)
         .collect();
     assert!(lines.len() > 100, "the story has records: {}", lines.len());
-    let sent = std::process::Command::new(vigil)
-        .args(story)
-        .args(["--brokers", &brokers, "--topic", topic, "--rate", "20000"])
-        .output()
-        .expect("vigil gen");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    gen_with(&["--brokers", &brokers, "--topic", topic, "--rate", "20000"]);
     let read = support::read_until(&brokers, topic, 1, Duration::from_secs(30), |o| {
         o.len() >= lines.len()
     });
