@@ -2,12 +2,11 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Statistics};
 use vigil_testkit::render::Format;
@@ -37,7 +36,7 @@ pub struct GenArgs {
 }
 
 /// Tells when an idempotent producer can send: it holds records back until the broker has
-/// assigned it a producer id (200-500 ms against tansu here), and a paced run's first
+/// assigned it a producer id (about half a second against tansu here), and a paced run's first
 /// records would otherwise carry that wait in their timestamps, as if the consumer had been
 /// slow to take them.
 struct Readiness(Arc<AtomicBool>);
