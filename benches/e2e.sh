@@ -91,30 +91,39 @@ start_run() { # name port -> pid
 stop_run() { kill -TERM "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
 wait_ready() { for _ in $(seq 1 600); do curl -sf "127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done; return 1; }
 
-# Measures records/s of a vigil run over N preloaded records: first record to last. One
-# poller process reads the metrics every 20 ms: starting curl and awk that often took a
-# tenth of this two-core machine from the process being measured.
-measure() { # name port N -> prints "rate seconds"
-  python3 - "$2" "$3" <<'PY'
-import re, sys, time, urllib.request
-port, total = sys.argv[1], int(sys.argv[2])
+# Measures a vigil run over N preloaded records: records/s and CPU per record. One poller
+# process reads the metrics every 20 ms (starting curl and awk that often took a tenth of this
+# two-core machine from the process being measured). It starts with the instance, so the clock
+# starts at its last reading before the first record was processed: a poller that first looked
+# after processing had begun missed part of the run (at COPIES=500, most of it).
+measure() { # port N pid -> prints "rate seconds us_of_cpu_per_record"
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, re, sys, time, urllib.request
+port, total, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 pat = re.compile(r"^vigil_events_total(?:\{[^}]*\})? (\S+)$", re.M)
 def count():
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
-        return 0
+        return 0  # not serving yet
     return sum(int(float(v)) for v in pat.findall(body))
-t0 = None
+def cpu():  # utime + stime, seconds
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+deadline = time.time() + 120
+t0 = c0 = None
 while True:
-    n = count()
-    if t0 is None and n > 0:
-        t0 = time.time()
+    n, t, c = count(), time.time(), cpu()
+    if n == 0:
+        t0, c0 = t, c
+        if t > deadline:
+            sys.exit("no record processed within 120 s of the instance's start")
+    elif t0 is None:
+        sys.exit("records were processed before the first reading; the run cannot be timed")
     if n >= total:
         break
     time.sleep(0.02)
-s = time.time() - t0
-print(f"{total / s:.0f} {s:.3f}")
+print(f"{total / (t - t0):.0f} {t - t0:.3f} {(c - c0) * 1e6 / total:.1f}")
 PY
 }
 
@@ -126,23 +135,18 @@ echo "preloaded $produced events ($COPIES story copies) into $PARTITIONS partiti
 
 # CPU per event beside events/s: on a machine whose cores the broker and the bench share, the
 # CPU a consumer spends per record moves less between runs than its rate does.
-cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
-tck=$(getconf CLK_TCK)
-us_per_event() { python3 -c "print(round($1 * 1e6 / $tck / $2, 1))"; } # ticks events
-ceiling_json=$(python3 -c '
-import resource, subprocess, sys
-out = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, check=True).stdout.decode()
+# The bare consumer runs as a child of Python, which reads its rate and its CPU time.
+read -r ceiling ceiling_cpu < <(python3 -c '
+import json, resource, subprocess, sys
+events = int(sys.argv[1])
+out = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE, check=True).stdout
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(out.strip(), r.ru_utime + r.ru_stime)
-' "$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced")
-ceiling=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1].rsplit(" ", 1)[0])["records_per_second"]))' "$ceiling_json")
-ceiling_cpu=$(python3 -c "import sys; print(round(float(sys.argv[1].rsplit(' ', 1)[1]) * 1e6 / $produced, 1))" "$ceiling_json")
+print(round(json.loads(out)["records_per_second"]), round((r.ru_utime + r.ru_stime) * 1e6 / events, 1))
+' "$produced" "$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced")
 echo "raw consume ceiling: $ceiling events/s ($ceiling_cpu us of CPU per event)"
 
-pid=$(start_run al1 19871); pids+=("$pid"); wait_ready 19871
-cpu0=$(cpu_of "$pid")
-read -r al1_rate al1_secs < <(measure al1 19871 "$produced")
-al1_cpu=$(us_per_event $(( $(cpu_of "$pid") - cpu0 )) "$produced")
+pid=$(start_run al1 19871); pids+=("$pid")
+read -r al1_rate al1_secs al1_cpu < <(measure 19871 "$produced" "$pid")
 sleep 1.2
 sessions=$(metric 19871 vigil_live_sessions)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
@@ -150,10 +154,8 @@ revocations=$(metric 19871 vigil_revocations_total)
 stop_run "$pid"
 echo "vigil run, at-least-once: $al1_rate events/s ($al1_secs s, $al1_cpu us of CPU per event), $revocations revocations, $sessions live sessions, peak RSS $((hwm / 1024)) MiB"
 
-pid=$(start_run eos 19872); pids+=("$pid"); wait_ready 19872
-cpu0=$(cpu_of "$pid")
-read -r eos_rate eos_secs < <(measure eos 19872 "$produced")
-eos_cpu=$(us_per_event $(( $(cpu_of "$pid") - cpu0 )) "$produced")
+pid=$(start_run eos 19872); pids+=("$pid")
+read -r eos_rate eos_secs eos_cpu < <(measure 19872 "$produced" "$pid")
 stop_run "$pid"
 echo "vigil run, exactly-once: $eos_rate events/s ($eos_secs s, $eos_cpu us of CPU per event)"
 
