@@ -57,6 +57,56 @@ pub enum ValueEncoding {
     Json,
 }
 
+/// Postcard's output appended to a buffer that already holds other records.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
+}
+
+/// Encoded changelog records, laid end to end in one buffer that is kept between flushes.
+#[derive(Debug, Default)]
+pub struct EncodedChanges {
+    bytes: Vec<u8>,
+    /// Per record: start of the key, its end (the value's start), the value's end (`None`: a
+    /// tombstone).
+    records: Vec<(usize, usize, Option<usize>)>,
+}
+
+impl EncodedChanges {
+    /// The records, in drain order: (key, value; `None` for a tombstone).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.records.iter().map(|&(start, key_end, value_end)| {
+            (
+                &self.bytes[start..key_end],
+                value_end.map(|end| &self.bytes[key_end..end]),
+            )
+        })
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Forgets the records, keeping the buffers' capacity up to a bound (an unusually large
+    /// flush does not keep its memory).
+    pub fn clear(&mut self) {
+        const KEEP_BYTES: usize = 8 << 20;
+        self.bytes.clear();
+        self.records.clear();
+        self.bytes.shrink_to(KEEP_BYTES);
+        self.records.shrink_to(KEEP_BYTES / 256);
+    }
+}
+
 /// The value stored under a [`StateKey`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "v1", rename_all = "snake_case")]
@@ -90,21 +140,32 @@ enum StateRef<'a> {
 
 impl StateRef<'_> {
     fn encode_as(&self, encoding: ValueEncoding) -> Vec<u8> {
-        match encoding {
-            ValueEncoding::Binary => {
-                let head = vec![BINARY_MAGIC, BINARY_VERSION, self.kind_byte()];
-                let body = match self {
-                    Self::Session(s) => postcard::to_extend(*s, head),
-                    Self::Token(t) => postcard::to_extend(*t, head),
-                    Self::Refresh(r) => postcard::to_extend(*r, head),
-                    Self::User(u) => postcard::to_extend(*u, head),
-                    Self::Watermark { ms } => postcard::to_extend(ms, head),
-                };
-                // Postcard refuses only what these structs do not hold (sequences of unknown
-                // length); JSON says the same thing if it ever did.
-                body.unwrap_or_else(|_| self.encode_as(ValueEncoding::Json))
+        let mut out = Vec::new();
+        self.encode_into(encoding, &mut out);
+        out
+    }
+
+    /// Appends the encoded value to `out`.
+    fn encode_into(&self, encoding: ValueEncoding, out: &mut Vec<u8>) {
+        let start = out.len();
+        if encoding == ValueEncoding::Binary {
+            out.extend_from_slice(&[BINARY_MAGIC, BINARY_VERSION, self.kind_byte()]);
+            let body = match self {
+                Self::Session(s) => postcard::to_extend(*s, Append(out)),
+                Self::Token(t) => postcard::to_extend(*t, Append(out)),
+                Self::Refresh(r) => postcard::to_extend(*r, Append(out)),
+                Self::User(u) => postcard::to_extend(*u, Append(out)),
+                Self::Watermark { ms } => postcard::to_extend(ms, Append(out)),
+            };
+            if body.is_ok() {
+                return;
             }
-            ValueEncoding::Json => serde_json::to_vec(self).unwrap_or_default(),
+            // Postcard refuses only what these structs do not hold (sequences of unknown
+            // length); JSON says the same thing if it ever did.
+            out.truncate(start);
+        }
+        if serde_json::to_writer(&mut *out, self).is_err() {
+            out.truncate(start);
         }
     }
 
@@ -151,12 +212,31 @@ pub enum DecodeError {
 impl StateKey {
     /// Encodes the key.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoded key to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Session(id) => [b"s:", id.as_bytes()].concat(),
-            Self::Token(h) => [b"t:", h.to_hex().as_bytes()].concat(),
-            Self::Refresh(h) => [b"r:", h.to_hex().as_bytes()].concat(),
-            Self::User(id) => [b"u:", id.as_bytes()].concat(),
-            Self::Watermark => b"w:".to_vec(),
+            Self::Session(id) => {
+                out.extend_from_slice(b"s:");
+                out.extend_from_slice(id.as_bytes());
+            }
+            Self::Token(h) => {
+                out.extend_from_slice(b"t:");
+                out.extend_from_slice(h.to_hex().as_bytes());
+            }
+            Self::Refresh(h) => {
+                out.extend_from_slice(b"r:");
+                out.extend_from_slice(h.to_hex().as_bytes());
+            }
+            Self::User(id) => {
+                out.extend_from_slice(b"u:");
+                out.extend_from_slice(id.as_bytes());
+            }
+            Self::Watermark => out.extend_from_slice(b"w:"),
         }
     }
 
@@ -286,14 +366,18 @@ impl Engine {
     }
 
     /// As [`Engine::drain_changes`], encoded (key, value) for the changelog topic, straight
-    /// from the engine's tables: what a flush writes, without copying any state.
-    pub fn drain_encoded(
-        &mut self,
-        encoding: ValueEncoding,
-        out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) {
+    /// from the engine's tables: what a flush writes, without copying any state. Appends to
+    /// `out`, one buffer for every record (a flush allocates nothing once `out` has grown).
+    pub fn drain_encoded(&mut self, encoding: ValueEncoding, out: &mut EncodedChanges) {
         self.drain_with(|key, value| {
-            out.push((key.encode(), value.map(|v| v.encode_as(encoding))))
+            let start = out.bytes.len();
+            key.encode_into(&mut out.bytes);
+            let key_end = out.bytes.len();
+            let value_end = value.map(|v| {
+                v.encode_into(encoding, &mut out.bytes);
+                out.bytes.len()
+            });
+            out.records.push((start, key_end, value_end));
         });
     }
 
@@ -475,8 +559,12 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.encode(), v.map(|v| v.encode_as(encoding))))
                 .collect();
-            let mut direct = Vec::new();
-            b.drain_encoded(encoding, &mut direct);
+            let mut encoded = EncodedChanges::default();
+            b.drain_encoded(encoding, &mut encoded);
+            let mut direct: Vec<_> = encoded
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect();
             copied.sort();
             direct.sort();
             assert_eq!(

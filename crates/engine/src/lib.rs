@@ -41,6 +41,6 @@ pub mod ua;
 pub mod users;
 pub mod window;
 
-pub use changelog::{StateKey, StateValue, ValueEncoding};
+pub use changelog::{EncodedChanges, StateKey, StateValue, ValueEncoding};
 pub use config::{ConfigError, EngineConfig, HumanDuration};
 pub use engine::{Engine, EngineStats, Output};

@@ -145,7 +145,7 @@ struct Task {
     pending: Vec<(Out, DeliveryFuture)>,
     next_offsets: BTreeMap<Arc<str>, i64>,
     counters: BTreeMap<Arc<str>, prometheus::IntCounter>,
-    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    changes: vigil_engine::EncodedChanges,
     stats_seen: vigil_engine::EngineStats,
     evictions_seen: vigil_engine::state::EvictionCounts,
     /// When the last record arrived, for [`Task::tick`].
@@ -179,7 +179,7 @@ pub fn spawn(
             pending: Vec::new(),
             next_offsets: BTreeMap::new(),
             counters: BTreeMap::new(),
-            changes: Vec::new(),
+            changes: Default::default(),
             stats_seen: Default::default(),
             evictions_seen: Default::default(),
             last_event: std::time::Instant::now(),
@@ -561,16 +561,11 @@ impl Task {
         let mut changes = std::mem::take(&mut self.changes);
         self.engine
             .drain_encoded(self.shared.changelog_encoding, &mut changes);
-        for (key, value) in changes.drain(..) {
-            self.send(
-                Out::Changelog,
-                &key,
-                value.as_deref(),
-                None,
-                Some(self.partition),
-            )
-            .await?;
+        for (key, value) in changes.iter() {
+            self.send(Out::Changelog, key, value, None, Some(self.partition))
+                .await?;
         }
+        changes.clear();
         self.changes = changes;
         let shared = self.shared.clone();
         let mut pending = Vec::new();
