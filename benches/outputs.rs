@@ -1,7 +1,11 @@
 //! Encoding costs: SETs (unsigned and ES256-signed), OCSF alerts, changelog records.
 
+use std::time::{Duration, Instant};
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue};
+use vigil_engine::{
+    EncodedChanges, Engine, EngineConfig, Output, StateKey, StateValue, ValueEncoding,
+};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 use vigil_sign::SetSigner;
 
@@ -80,5 +84,59 @@ fn outputs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, outputs);
+/// A native record for session `s` at second `t` (one user, device and token per session).
+fn line(s: usize, t: usize) -> String {
+    format!(
+        r#"{{"id":"e{s}-{t}","time":{},"kind":"access","session_id":"sess-{s}","user_id":"user-{s}","ip":"81.2.69.{}","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","device_id":"dt-{s}","token_id":"jti-{s}","geo":{{"country":"GB","lat":51.5074,"lon":-0.1278}},"asn":2856}}"#,
+        1_714_550_400_000i64 + (t as i64) * 1000,
+        s % 250
+    )
+}
+
+/// What a partition task's flush does: drain what changed since the last flush, encoded for
+/// the changelog, from the engine's tables (every session touched once since the last one).
+fn flush(c: &mut Criterion) {
+    const SESSIONS: usize = 10_000;
+    let ctx = AdapterContext::new(b"bench-key");
+    let mut engine = Engine::new(&EngineConfig::default()).expect("defaults");
+    engine.track_changes();
+    let mut out = Output::default();
+    let mut round = 0usize;
+    let mut touch = |engine: &mut Engine| {
+        round += 1;
+        for s in 0..SESSIONS {
+            let ev =
+                parse_record(line(s, round).as_bytes(), InputFormat::Native, &ctx).expect("valid");
+            engine.process(&ev, &mut out).expect("in order");
+            out.clear();
+        }
+    };
+    let mut buf = EncodedChanges::default();
+    // The first flush writes the new sessions, users and tokens; later ones what changed.
+    touch(&mut engine);
+    engine.drain_encoded(ValueEncoding::Binary, &mut buf);
+    buf.clear();
+    touch(&mut engine);
+    engine.drain_encoded(ValueEncoding::Binary, &mut buf);
+    let per_flush = buf.len();
+    let mut g = c.benchmark_group("flush");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(per_flush as u64));
+    g.bench_function("changelog_drain_encoded", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                touch(&mut engine);
+                buf.clear();
+                let t = Instant::now();
+                engine.drain_encoded(ValueEncoding::Binary, &mut buf);
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, outputs, flush);
 criterion_main!(benches);
