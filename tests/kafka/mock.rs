@@ -206,6 +206,90 @@ fn broker_outage_is_survived_without_loss() {
     });
 }
 
+/// An output the broker refuses for good (here: the first produce requests fail with a
+/// permanent authorization error) stops the runtime with that error, and nothing after it is
+/// committed or written to the changelog: the next instance of the group processes those
+/// records again and sends every revocation.
+#[test]
+fn a_failed_output_is_sent_again_by_the_next_instance() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        let brokers = mock.bootstrap_servers();
+        let input = "vigil.events".to_owned();
+        let topics = vigil_kafka::config::OutputTopics::default();
+        for t in [
+            &input,
+            &topics.changelog,
+            &topics.alerts,
+            &topics.revocations,
+            &topics.dead_letters,
+        ] {
+            mock.create_topic(t, 1, 1).expect("topic");
+        }
+        let (records, labels) = support::story(2);
+        support::produce(&brokers, &input, &records).await;
+        let group = support::unique("g");
+        let instance = || {
+            let cfg = support::kafka_config(&brokers, &group, &input, &topics);
+            let mut geo = vigil_geo::GeoDb::new(1000);
+            geo.add("test", vigil_testkit::geoip::test_database())
+                .expect("geo");
+            let parts = shared_builder(geo, input.clone(), engine_config());
+            let (stop, stopped) = oneshot::channel::<()>();
+            let run = tokio::spawn(async move {
+                vigil_kafka::runtime::run(&cfg, parts, async {
+                    let _ = stopped.await;
+                })
+                .await
+            });
+            (stop, run)
+        };
+
+        // Every produce request fails until the first instance has given up.
+        mock.request_errors(
+            rdkafka::types::RDKafkaApiKey::Produce,
+            &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 1000],
+        );
+        let (_stop, run) = instance();
+        let ended = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the first instance stops on the failed output")
+            .expect("join");
+        assert!(
+            matches!(
+                ended,
+                Err(vigil_kafka::error::RuntimeError::Delivery { .. })
+            ),
+            "stopped with {ended:?}"
+        );
+        mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
+
+        let (stop, run) = instance();
+        let expected = support::must_revoke(&labels);
+        let b = brokers.clone();
+        let t = topics.revocations.clone();
+        let want = expected.len();
+        let revs = tokio::task::spawn_blocking(move || {
+            support::read_until(&b, &t, 1, Duration::from_secs(60), |o| {
+                support::revoked_sessions(o).len() >= want
+            })
+        })
+        .await
+        .expect("reader");
+        let _ = stop.send(());
+        run.await
+            .expect("join")
+            .expect("the second instance stopped cleanly");
+        assert_eq!(support::revoked_sessions(&revs), expected);
+        drop(mock);
+    });
+}
+
 /// `vigil rekey`'s job: records keyed at random come out keyed by user id, unchanged, and
 /// records it cannot parse are forwarded with their original key.
 #[test]

@@ -582,7 +582,12 @@ pub async fn run(
             warn!(error = %e, "A pending commit failed at shutdown.");
         }
     }
-    let final_commit = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await;
+    // After a permanently failed output nothing more is committed: the records since the last
+    // commit are processed again by the next owner, the failed output with them.
+    let final_commit = match &result {
+        Err(RuntimeError::Delivery { .. }) => Ok(()),
+        _ => commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await,
+    };
     consumer.unsubscribe();
     workers.lock().unwrap_or_else(|e| e.into_inner()).clear();
     producer_flush(&producer);

@@ -558,6 +558,17 @@ impl Task {
 
     async fn flush(&mut self, defer_acks: bool) -> Result<FlushReport, RuntimeError> {
         self.tick().await?;
+        // Outputs are acknowledged before the state that produced them is written: a restored
+        // session skips the records it remembers processing, so a changelog durable ahead of
+        // a revocation that never arrived would keep that revocation from ever being sent. A
+        // failed output stops the task here, and its partition is not committed past it.
+        let shared = self.shared.clone();
+        crate::delivery::acknowledged(
+            self.pending
+                .drain(..)
+                .map(|(out, f)| (out.topic(&shared), f)),
+        )
+        .await?;
         let mut changes = std::mem::take(&mut self.changes);
         self.engine
             .drain_encoded(self.shared.changelog_encoding, &mut changes);
@@ -567,7 +578,6 @@ impl Task {
         }
         changes.clear();
         self.changes = changes;
-        let shared = self.shared.clone();
         let mut pending = Vec::new();
         if defer_acks {
             pending = self
