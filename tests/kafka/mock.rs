@@ -61,6 +61,29 @@ fn start(partitions: i32) -> Running {
 
 /// [`start`] with these engine settings.
 fn start_with(partitions: i32, engine: vigil_engine::EngineConfig) -> Running {
+    let (mock, brokers, input, topics) = mock_cluster(partitions);
+    let (metrics, stop, run) = instance(&brokers, &support::unique("g"), &input, &topics, engine);
+    Running {
+        mock,
+        brokers,
+        input,
+        topics,
+        metrics,
+        stop,
+        run,
+    }
+}
+
+/// A fresh mock cluster with the runtime's topics, `partitions` each: (cluster, bootstrap
+/// servers, input topic, output topics).
+fn mock_cluster(
+    partitions: i32,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+    String,
+    vigil_kafka::config::OutputTopics,
+) {
     let mock = MockCluster::new(1).expect("mock cluster");
     let brokers = mock.bootstrap_servers();
     let input = "vigil.events".to_owned();
@@ -74,11 +97,26 @@ fn start_with(partitions: i32, engine: vigil_engine::EngineConfig) -> Running {
     ] {
         mock.create_topic(t, partitions, 1).expect("topic");
     }
-    let cfg = support::kafka_config(&brokers, &support::unique("g"), &input, &topics);
+    (mock, brokers, input, topics)
+}
+
+/// The runtime as one instance of `group`, until `stop` is sent or it fails.
+fn instance(
+    brokers: &str,
+    group: &str,
+    input: &str,
+    topics: &vigil_kafka::config::OutputTopics,
+    engine: vigil_engine::EngineConfig,
+) -> (
+    Metrics,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), vigil_kafka::error::RuntimeError>>,
+) {
+    let cfg = support::kafka_config(brokers, group, input, topics);
     let mut geo = vigil_geo::GeoDb::new(1000);
     geo.add("test", vigil_testkit::geoip::test_database())
         .expect("geo");
-    let parts = shared_builder(geo, input.clone(), engine);
+    let parts = shared_builder(geo, input.to_owned(), engine);
     let metrics = parts.metrics.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let run = tokio::spawn(async move {
@@ -87,15 +125,20 @@ fn start_with(partitions: i32, engine: vigil_engine::EngineConfig) -> Running {
         })
         .await
     });
-    Running {
-        mock,
-        brokers,
-        input,
-        topics,
-        metrics,
-        stop,
-        run,
-    }
+    (metrics, stop, run)
+}
+
+/// Reads the revocations `topic` (`partitions` of it) until `sessions` distinct sessions are
+/// revoked, or a minute passes.
+async fn revocations(brokers: &str, topic: &str, partitions: i32, sessions: usize) -> Vec<Out> {
+    let (b, t) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        support::read_until(&b, &t, partitions, Duration::from_secs(60), |o| {
+            support::revoked_sessions(o).len() >= sessions
+        })
+    })
+    .await
+    .expect("reader")
 }
 
 /// The sample story and poison records through the real runtime on the mock cluster: every
@@ -121,14 +164,7 @@ fn detection_and_dead_letters_over_the_mock_cluster() {
         records.splice(0..0, poison.clone());
         support::produce(&brokers, &input, &records).await;
 
-        let expected = support::must_revoke(&labels);
-        let b = brokers.clone();
-        let t = topics.revocations.clone();
-        let revs = tokio::task::spawn_blocking(move || {
-            support::read_until(&b, &t, 3, Duration::from_secs(60), |o| support::revoked_sessions(o).len() >= expected.len())
-        })
-        .await
-        .expect("reader");
+        let revs = revocations(&brokers, &topics.revocations, 3, support::must_revoke(&labels).len()).await;
         let b = brokers.clone();
         let t = topics.dead_letters.clone();
         let dead: Vec<Out> = tokio::task::spawn_blocking(move || support::read_until(&b, &t, 3, Duration::from_secs(30), |o| o.len() >= 3))
@@ -189,16 +225,7 @@ fn broker_outage_is_survived_without_loss() {
         support::produce(&brokers, &input, &second).await;
 
         let expected = support::must_revoke(&labels);
-        let b = brokers.clone();
-        let t = topics.revocations.clone();
-        let want = expected.len();
-        let revs = tokio::task::spawn_blocking(move || {
-            support::read_until(&b, &t, 2, Duration::from_secs(60), |o| {
-                support::revoked_sessions(o).len() >= want
-            })
-        })
-        .await
-        .expect("reader");
+        let revs = revocations(&brokers, &topics.revocations, 2, expected.len()).await;
         let _ = stop.send(());
         run.await.expect("join").expect("runtime stopped cleanly");
         assert_eq!(support::revoked_sessions(&revs), expected);
@@ -218,44 +245,17 @@ fn a_failed_output_is_sent_again_by_the_next_instance() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mock = MockCluster::new(1).expect("mock cluster");
-        let brokers = mock.bootstrap_servers();
-        let input = "vigil.events".to_owned();
-        let topics = vigil_kafka::config::OutputTopics::default();
-        for t in [
-            &input,
-            &topics.changelog,
-            &topics.alerts,
-            &topics.revocations,
-            &topics.dead_letters,
-        ] {
-            mock.create_topic(t, 1, 1).expect("topic");
-        }
+        let (mock, brokers, input, topics) = mock_cluster(1);
         let (records, labels) = support::story(2);
         support::produce(&brokers, &input, &records).await;
         let group = support::unique("g");
-        let instance = || {
-            let cfg = support::kafka_config(&brokers, &group, &input, &topics);
-            let mut geo = vigil_geo::GeoDb::new(1000);
-            geo.add("test", vigil_testkit::geoip::test_database())
-                .expect("geo");
-            let parts = shared_builder(geo, input.clone(), engine_config());
-            let (stop, stopped) = oneshot::channel::<()>();
-            let run = tokio::spawn(async move {
-                vigil_kafka::runtime::run(&cfg, parts, async {
-                    let _ = stopped.await;
-                })
-                .await
-            });
-            (stop, run)
-        };
 
         // Every produce request fails until the first instance has given up.
         mock.request_errors(
             rdkafka::types::RDKafkaApiKey::Produce,
             &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 1000],
         );
-        let (_stop, run) = instance();
+        let (_, _stop, run) = instance(&brokers, &group, &input, &topics, engine_config());
         let ended = tokio::time::timeout(Duration::from_secs(60), run)
             .await
             .expect("the first instance stops on the failed output")
@@ -269,18 +269,9 @@ fn a_failed_output_is_sent_again_by_the_next_instance() {
         );
         mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
 
-        let (stop, run) = instance();
+        let (_, stop, run) = instance(&brokers, &group, &input, &topics, engine_config());
         let expected = support::must_revoke(&labels);
-        let b = brokers.clone();
-        let t = topics.revocations.clone();
-        let want = expected.len();
-        let revs = tokio::task::spawn_blocking(move || {
-            support::read_until(&b, &t, 1, Duration::from_secs(60), |o| {
-                support::revoked_sessions(o).len() >= want
-            })
-        })
-        .await
-        .expect("reader");
+        let revs = revocations(&brokers, &topics.revocations, 1, expected.len()).await;
         let _ = stop.send(());
         run.await
             .expect("join")
@@ -416,14 +407,7 @@ fn account_changes_and_exposures_reach_every_partition() {
         let mut want: std::collections::BTreeSet<String> = (0..6).map(|i| format!("s-alice-{i}")).collect();
         want.insert("s-carol".into());
         want.insert("s-agent".into());
-        let b = brokers.clone();
-        let t = topics.revocations.clone();
-        let n = want.len();
-        let revs = tokio::task::spawn_blocking(move || {
-            support::read_until(&b, &t, 4, Duration::from_secs(60), |o| support::revoked_sessions(o).len() >= n)
-        })
-        .await
-        .expect("reader");
+        let revs = revocations(&brokers, &topics.revocations, 4, want.len()).await;
         let b = brokers.clone();
         let t = topics.alerts.clone();
         let alerts = tokio::task::spawn_blocking(move || support::read_until(&b, &t, 4, Duration::from_secs(10), |o| !o.is_empty()))
