@@ -3,6 +3,11 @@
 //!
 //! Every timed batch is new events (fresh record ids, later times): replaying one batch would
 //! measure the engine's duplicate check instead of detection.
+//!
+//! `ENGINE_SESSIONS` chooses the live-session counts (default `100000,1000000`);
+//! `ENGINE_SESSIONS=10000000` needs about 20 GB of memory and a few minutes to set up. Sessions
+//! belong to at most a million users (ten sessions each at ten million), so the user table
+//! holds what a large tenant's would.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,7 @@ const BATCH: usize = 10_000;
 
 /// A native record for session `s` at second `t` from one of a few places.
 fn line(s: usize, t: usize, seq: usize) -> String {
+    let user = s % 1_000_000;
     let places = [
         (51.5074, -0.1278, 2856, "GB"),
         (52.52, 13.405, 3320, "DE"),
@@ -25,7 +31,7 @@ fn line(s: usize, t: usize, seq: usize) -> String {
     ];
     let (lat, lon, asn, cc) = places[s % places.len()];
     format!(
-        r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"sess-{s}","user_id":"user-{s}","ip":"81.2.69.{}","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","device_id":"dt-{s}","token_id":"jti-{s}","geo":{{"country":"{cc}","lat":{lat},"lon":{lon}}},"asn":{asn}}}"#,
+        r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"sess-{s}","user_id":"user-{user}","ip":"81.2.69.{}","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","device_id":"dt-{s}","token_id":"jti-{s}","geo":{{"country":"{cc}","lat":{lat},"lon":{lon}}},"asn":{asn}}}"#,
         1_714_550_400_000i64 + (t as i64) * 1000,
         s % 250
     )
@@ -45,10 +51,20 @@ fn engine(c: &mut Criterion) {
     let ctx = AdapterContext::new(b"bench-key");
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
-    for sessions in [100_000usize, 1_000_000] {
+    let counts: Vec<usize> = std::env::var("ENGINE_SESSIONS")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("ENGINE_SESSIONS: comma-separated counts")
+        })
+        .collect();
+    for sessions in counts {
         let mut cfg = EngineConfig::default();
         cfg.state.max_sessions = sessions * 2;
         cfg.state.max_tokens = sessions * 2;
+        cfg.state.max_users = sessions.min(1_000_000) * 2;
         let mut engine = Engine::new(&cfg).expect("valid config");
         let mut out = Output::default();
         for s in 0..sessions {
