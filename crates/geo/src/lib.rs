@@ -84,9 +84,37 @@ struct NamedPlace<'a> {
 
 #[derive(Deserialize)]
 struct Location {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Coordinate>,
+    longitude: Option<Coordinate>,
     accuracy_radius: Option<u16>,
+}
+
+/// A latitude or longitude as a database stores it: MaxMind's databases use doubles, the
+/// ip-location-db project's flat databases single-precision floats (which the MaxMind DB
+/// decoder will not read as a double, so every record failed to decode and no address was
+/// found).
+#[derive(Clone, Copy)]
+struct Coordinate(f64);
+
+impl<'de> Deserialize<'de> for Coordinate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Coordinate;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a coordinate (float or double)")
+            }
+            fn visit_f32<E: serde::de::Error>(self, v: f32) -> Result<Coordinate, E> {
+                // Through its shortest decimal form, so 51.4036f32 reads as 51.4036, not
+                // 51.40359878540039.
+                Ok(Coordinate(v.to_string().parse().unwrap_or(f64::from(v))))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The union of the fields Vigil reads from City, ASN and flat-layout databases; serde skips
@@ -103,8 +131,8 @@ struct Record<'a> {
     autonomous_system_organization: Option<&'a str>,
     #[serde(borrow)]
     country_code: Option<&'a str>,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Coordinate>,
+    longitude: Option<Coordinate>,
 }
 
 /// GeoLite2 has `city: {names: {en}}`; flat databases have `city: "name"`.
@@ -121,20 +149,22 @@ impl Record<'_> {
     fn merge_into(self, info: &mut GeoInfo) {
         let country = self.country.and_then(|c| c.iso_code).or(self.country_code);
         if info.country.is_none() {
-            info.country = country.map(Into::into);
+            info.country = country.filter(|c| !c.is_empty()).map(Into::into);
         }
         let city = match self.city {
             Some(CityField::Flat(s)) => Some(s),
             Some(CityField::Named(n)) => n.names.and_then(|n| n.en),
             None => None,
         };
+        // Flat databases write "" where they know no city.
         if info.city.is_none() {
-            info.city = city.map(Into::into);
+            info.city = city.filter(|c| !c.is_empty()).map(Into::into);
         }
         let (lat, lon, acc) = match self.location {
             Some(l) => (l.latitude, l.longitude, l.accuracy_radius),
             None => (self.latitude, self.longitude, None),
         };
+        let (lat, lon) = (lat.map(|c| c.0), lon.map(|c| c.0));
         if info.lat.is_none() && lat.is_some() && lon.is_some() {
             info.lat = lat;
             info.lon = lon;
@@ -158,6 +188,9 @@ pub struct GeoDb {
     pub hits: u64,
     /// Lookups that read the databases.
     pub misses: u64,
+    /// Records found in a database that did not decode (a layout this crate does not read):
+    /// those lookups count as not found.
+    pub decode_errors: u64,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -179,6 +212,7 @@ impl GeoDb {
             cache_cap,
             hits: 0,
             misses: 0,
+            decode_errors: 0,
         }
     }
 
@@ -224,6 +258,7 @@ impl GeoDb {
             cache_cap: self.cache_cap,
             hits: 0,
             misses: 0,
+            decode_errors: 0,
         }
     }
 
@@ -238,7 +273,8 @@ impl GeoDb {
             self.hits += 1;
         } else {
             self.misses += 1;
-            let info = self.lookup_uncached(ip);
+            let (info, errors) = self.read(ip);
+            self.decode_errors += errors;
             if self.cache.len() >= self.cache_cap {
                 // A full reset is simpler than LRU and keeps the bound; hot IPs return at once.
                 self.cache.clear();
@@ -253,16 +289,27 @@ impl GeoDb {
 
     /// Looks an IP up without the cache.
     pub fn lookup_uncached(&self, ip: IpAddr) -> Option<GeoInfo> {
+        self.read(ip).0
+    }
+
+    /// Reads every database for `ip`: what they say, and how many found a record that did not
+    /// decode.
+    fn read(&self, ip: IpAddr) -> (Option<GeoInfo>, u64) {
         let mut info = GeoInfo::default();
         let mut found = false;
+        let mut errors = 0;
         for (_, r) in self.readers.iter() {
             let Ok(res) = r.lookup(ip) else { continue };
-            if let Ok(Some(rec)) = res.decode::<Record<'_>>() {
-                rec.merge_into(&mut info);
-                found = true;
+            match res.decode::<Record<'_>>() {
+                Ok(Some(rec)) => {
+                    rec.merge_into(&mut info);
+                    found = true;
+                }
+                Ok(None) => {}
+                Err(_) => errors += 1,
             }
         }
-        found.then_some(info)
+        (found.then_some(info), errors)
     }
 
     /// Fills what `ev` lacks (country, city, coordinates, ASN) from the databases. The

@@ -29,6 +29,45 @@ fn looks_up_city_and_asn_fields() {
     assert!(g.lookup("192.0.2.1".parse().expect("ip")).is_none());
 }
 
+/// The ip-location-db project's flat databases (what `benches/e2e.sh` fetches) store
+/// coordinates as single-precision floats: read, and to their decimal values.
+#[test]
+fn flat_layout_with_single_precision_coordinates() {
+    let mut g = GeoDb::new(16);
+    g.add("flat", vigil_testkit::geoip::flat_database())
+        .expect("valid flat database");
+    for p in vigil_testkit::places::ALL {
+        let info = g
+            .lookup(p.ip.parse().expect("ip"))
+            .unwrap_or_else(|| panic!("{} is covered", p.ip))
+            .clone();
+        assert_eq!(info.country.as_deref(), Some(p.country), "{}", p.ip);
+        assert_eq!(info.city.as_deref(), Some(p.city), "{}", p.ip);
+        let (lat, lon) = (info.lat.expect("latitude"), info.lon.expect("longitude"));
+        assert_eq!(lat, (p.lat as f32).to_string().parse::<f64>().expect("f64"));
+        assert!(
+            (lat - p.lat).abs() < 1e-4 && (lon - p.lon).abs() < 1e-4,
+            "{}: {lat},{lon}",
+            p.ip
+        );
+        assert_eq!(info.asn, None);
+    }
+}
+
+/// A record that does not decode is not silently "not found": it is counted.
+#[test]
+fn undecodable_records_are_counted() {
+    let mut g = GeoDb::new(16);
+    g.add("odd", vigil_testkit::geoip::undecodable_database())
+        .expect("a valid database, of a layout Vigil does not read");
+    let ip = "81.2.69.10".parse().expect("ip");
+    assert!(g.lookup(ip).is_none());
+    assert!(g.lookup(ip).is_none(), "cached");
+    assert_eq!((g.decode_errors, g.misses, g.hits), (1, 1, 1));
+    assert!(g.lookup("192.0.2.1".parse().expect("ip")).is_none());
+    assert_eq!(g.decode_errors, 1, "an address with no record is no error");
+}
+
 #[test]
 fn cache_counts_hits_and_stays_bounded() {
     let mut g = db();

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub sign_failures: IntCounter,
     /// Well-formed records of event types Vigil does not use, counted and skipped.
     pub ignored: IntCounter,
+    /// GeoIP records found but not decodable (a database layout Vigil does not read); those
+    /// addresses go unenriched.
+    pub geoip_decode_errors: IntCounter,
     /// Live sessions by identity type and state (`live`, `past_policy`).
     pub sessions_by_type: IntGaugeVec,
     /// The latest session inventory of each partition this instance holds (`/sessions`).
@@ -126,6 +129,14 @@ impl Metrics {
         registry
             .register(Box::new(restored_records.clone()))
             .expect("once");
+        let geoip_decode_errors = IntCounter::new(
+            "geoip_decode_errors_total",
+            "GeoIP records found but not decodable (database layout not read); those addresses go unenriched.",
+        )
+        .expect("static");
+        registry
+            .register(Box::new(geoip_decode_errors.clone()))
+            .expect("once");
         let assigned = IntGauge::new(
             "partitions_assigned",
             "Input partitions assigned to this instance.",
@@ -196,6 +207,7 @@ impl Metrics {
             sign_failures,
             sessions_by_type,
             ignored,
+            geoip_decode_errors,
             inventory: Arc::default(),
         }
     }

@@ -148,6 +148,8 @@ struct Task {
     changes: vigil_engine::EncodedChanges,
     stats_seen: vigil_engine::EngineStats,
     evictions_seen: vigil_engine::state::EvictionCounts,
+    /// GeoIP decode errors already counted in the metric.
+    geo_errors_seen: u64,
     /// When the last record arrived, for [`Task::tick`].
     last_event: std::time::Instant,
     /// When the inventory was last published.
@@ -182,6 +184,7 @@ pub fn spawn(
             changes: Default::default(),
             stats_seen: Default::default(),
             evictions_seen: Default::default(),
+            geo_errors_seen: 0,
             last_event: std::time::Instant::now(),
             last_inventory: None,
             shared,
@@ -627,6 +630,14 @@ impl Task {
             .with_label_values(&["capacity"])
             .inc_by(ev.capacity - self.evictions_seen.capacity);
         self.evictions_seen = ev;
+        let geo_errors = self.geo.decode_errors - self.geo_errors_seen;
+        if geo_errors > 0 {
+            if self.geo_errors_seen == 0 {
+                warn!(partition = self.partition, databases = ?self.geo.databases(), "GeoIP records found but not decodable: those addresses go unenriched (metric vigil_geoip_decode_errors_total). Is the database a MaxMind City/ASN or ip-location-db layout?");
+            }
+            m.geoip_decode_errors.inc_by(geo_errors);
+            self.geo_errors_seen = self.geo.decode_errors;
+        }
         m.live_sessions
             .with_label_values(&[&self.partition.to_string()])
             .set(self.engine.live_sessions() as i64);

@@ -66,3 +66,54 @@ pub fn test_database() -> Vec<u8> {
     }
     w.to_bytes().expect("database builds")
 }
+
+/// The flat layout of the ip-location-db project's databases (`country_code`, `city`,
+/// `latitude`, `longitude` at the top level, coordinates as single-precision floats), for the
+/// same networks as [`test_database`].
+pub fn flat_database() -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Flat {
+        country_code: &'static str,
+        city: &'static str,
+        latitude: f32,
+        longitude: f32,
+    }
+    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let mut w = mmdb_writer::Writer::builder("Vigil-Test-Flat-City")
+        .build_epoch(epoch)
+        .build();
+    for p in ALL {
+        let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
+        let rec = Flat {
+            country_code: p.country,
+            city: p.city,
+            latitude: p.lat as f32,
+            longitude: p.lon as f32,
+        };
+        w.insert(net, &rec).expect("records serialize");
+    }
+    w.to_bytes().expect("database builds")
+}
+
+/// A database whose records hold coordinates as text, a layout Vigil does not read: lookups
+/// find a record that does not decode.
+pub fn undecodable_database() -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Odd {
+        country_code: &'static str,
+        latitude: &'static str,
+    }
+    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let mut w = mmdb_writer::Writer::builder("Vigil-Test-Odd")
+        .build_epoch(epoch)
+        .build();
+    for p in ALL {
+        let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
+        let rec = Odd {
+            country_code: p.country,
+            latitude: "north",
+        };
+        w.insert(net, &rec).expect("records serialize");
+    }
+    w.to_bytes().expect("database builds")
+}
