@@ -182,6 +182,12 @@ pub fn run(cfg: &VigilConfig, args: &EvalArgs) -> Result<bool> {
             }
         }
     }
+    if geo.decode_errors > 0 {
+        tracing::warn!(
+            records = geo.decode_errors,
+            "GeoIP records found but not decodable (a database layout Vigil does not read); those addresses went unenriched."
+        );
+    }
 
     let mut attacks: BTreeMap<String, AttackRow> = BTreeMap::new();
     let mut traps: BTreeMap<String, TrapRow> = BTreeMap::new();

@@ -258,6 +258,7 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
             "alerts_by_action": s.alerts_by_action,
             "revocations": s.revocations,
             "geoip_cache": {"hits": geo.hits, "misses": geo.misses},
+            "geoip_decode_errors": geo.decode_errors,
             "seconds": secs,
             "records_per_second": rate,
         });
@@ -301,6 +302,12 @@ fn print_summary(s: &Summary, engine: &Engine, geo: &GeoDb, secs: f64, as_json: 
         }
     }
     eprintln!("  revocations         {:>10}", s.revocations);
+    if geo.decode_errors > 0 {
+        eprintln!(
+            "  GeoIP undecodable   {:>10}  (records a database holds in a layout Vigil does not read; those addresses went unenriched)",
+            geo.decode_errors
+        );
+    }
     eprintln!(
         "  elapsed             {:>9.3}s  ({:.0} records/s)",
         secs, rate
