@@ -40,31 +40,22 @@ struct Record {
 
 /// The database bytes. Deterministic: the same build always yields the same bytes.
 pub fn test_database() -> Vec<u8> {
-    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    let mut w = mmdb_writer::Writer::builder("Vigil-Test-City-ASN")
-        .build_epoch(epoch)
-        .build();
-    for p in ALL {
-        let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
-        let rec = Record {
-            country: Iso {
-                iso_code: p.country,
-                names: Names { en: p.country_name },
-            },
-            city: City {
-                names: Names { en: p.city },
-            },
-            location: Location {
-                latitude: p.lat,
-                longitude: p.lon,
-                accuracy_radius: p.accuracy_km,
-            },
-            autonomous_system_number: p.asn,
-            autonomous_system_organization: p.as_org,
-        };
-        w.insert(net, &rec).expect("records serialize");
-    }
-    w.to_bytes().expect("database builds")
+    build("Vigil-Test-City-ASN", |p| Record {
+        country: Iso {
+            iso_code: p.country,
+            names: Names { en: p.country_name },
+        },
+        city: City {
+            names: Names { en: p.city },
+        },
+        location: Location {
+            latitude: p.lat,
+            longitude: p.lon,
+            accuracy_radius: p.accuracy_km,
+        },
+        autonomous_system_number: p.asn,
+        autonomous_system_organization: p.as_org,
+    })
 }
 
 /// The flat layout of the ip-location-db project's databases (`country_code`, `city`,
@@ -78,21 +69,12 @@ pub fn flat_database() -> Vec<u8> {
         latitude: f32,
         longitude: f32,
     }
-    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    let mut w = mmdb_writer::Writer::builder("Vigil-Test-Flat-City")
-        .build_epoch(epoch)
-        .build();
-    for p in ALL {
-        let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
-        let rec = Flat {
-            country_code: p.country,
-            city: p.city,
-            latitude: p.lat as f32,
-            longitude: p.lon as f32,
-        };
-        w.insert(net, &rec).expect("records serialize");
-    }
-    w.to_bytes().expect("database builds")
+    build("Vigil-Test-Flat-City", |p| Flat {
+        country_code: p.country,
+        city: p.city,
+        latitude: p.lat as f32,
+        longitude: p.lon as f32,
+    })
 }
 
 /// A database whose records hold coordinates as text, a layout Vigil does not read: lookups
@@ -103,17 +85,22 @@ pub fn undecodable_database() -> Vec<u8> {
         country_code: &'static str,
         latitude: &'static str,
     }
+    build("Vigil-Test-Odd", |p| Odd {
+        country_code: p.country,
+        latitude: "north",
+    })
+}
+
+/// A database named `name` holding `record(place)` for every network in [`crate::places`].
+/// Deterministic: the same build always yields the same bytes.
+fn build<T: Serialize>(name: &str, record: impl Fn(&crate::places::Place) -> T) -> Vec<u8> {
     let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    let mut w = mmdb_writer::Writer::builder("Vigil-Test-Odd")
+    let mut w = mmdb_writer::Writer::builder(name)
         .build_epoch(epoch)
         .build();
     for p in ALL {
         let net: IpNet = p.cidr.parse().expect("places hold valid CIDRs");
-        let rec = Odd {
-            country_code: p.country,
-            latitude: "north",
-        };
-        w.insert(net, &rec).expect("records serialize");
+        w.insert(net, &record(&p)).expect("records serialize");
     }
     w.to_bytes().expect("database builds")
 }
