@@ -219,25 +219,22 @@ impl StateKey {
 
     /// Appends the encoded key to `out`.
     fn encode_into(&self, out: &mut Vec<u8>) {
-        match self {
-            Self::Session(id) => {
-                out.extend_from_slice(b"s:");
-                out.extend_from_slice(id.as_bytes());
-            }
+        let hex;
+        let (prefix, rest): (&[u8], &[u8]) = match self {
+            Self::Session(id) => (b"s:", id.as_bytes()),
             Self::Token(h) => {
-                out.extend_from_slice(b"t:");
-                out.extend_from_slice(h.to_hex().as_bytes());
+                hex = h.to_hex();
+                (b"t:", hex.as_bytes())
             }
             Self::Refresh(h) => {
-                out.extend_from_slice(b"r:");
-                out.extend_from_slice(h.to_hex().as_bytes());
+                hex = h.to_hex();
+                (b"r:", hex.as_bytes())
             }
-            Self::User(id) => {
-                out.extend_from_slice(b"u:");
-                out.extend_from_slice(id.as_bytes());
-            }
-            Self::Watermark => out.extend_from_slice(b"w:"),
-        }
+            Self::User(id) => (b"u:", id.as_bytes()),
+            Self::Watermark => (b"w:", b""),
+        };
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(rest);
     }
 
     /// Decodes a key.
