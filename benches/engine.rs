@@ -6,8 +6,7 @@
 //!
 //! `ENGINE_SESSIONS` chooses the live-session counts (default `100000,1000000`);
 //! `ENGINE_SESSIONS=10000000` needs about 20 GB of memory and a few minutes to set up. Sessions
-//! belong to at most a million users (ten sessions each at ten million), so the user table
-//! holds what a large tenant's would.
+//! belong to at most [`native::MAX_USERS`] users.
 
 use std::time::{Duration, Instant};
 
@@ -15,26 +14,18 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use vigil_engine::{Engine, EngineConfig, Output};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 
+#[path = "support/native.rs"]
+mod native;
+
 /// The allocator `vigil` itself runs with, so the figures are the product's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 10_000;
 
-/// A native record for session `s` at second `t` from one of a few places.
+/// A native record for session `s` at second `t`, record id `e{seq}`.
 fn line(s: usize, t: usize, seq: usize) -> String {
-    let user = s % 1_000_000;
-    let places = [
-        (51.5074, -0.1278, 2856, "GB"),
-        (52.52, 13.405, 3320, "DE"),
-        (48.8566, 2.3522, 3215, "FR"),
-    ];
-    let (lat, lon, asn, cc) = places[s % places.len()];
-    format!(
-        r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"sess-{s}","user_id":"user-{user}","ip":"81.2.69.{}","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","device_id":"dt-{s}","token_id":"jti-{s}","geo":{{"country":"{cc}","lat":{lat},"lon":{lon}}},"asn":{asn}}}"#,
-        1_714_550_400_000i64 + (t as i64) * 1000,
-        s % 250
-    )
+    native::line(s, t, &format!("e{seq}"))
 }
 
 /// The next batch of lines: follow-up events spread over the live sessions, in time order.
@@ -64,7 +55,7 @@ fn engine(c: &mut Criterion) {
         let mut cfg = EngineConfig::default();
         cfg.state.max_sessions = sessions * 2;
         cfg.state.max_tokens = sessions * 2;
-        cfg.state.max_users = sessions.min(1_000_000) * 2;
+        cfg.state.max_users = sessions.min(native::MAX_USERS) * 2;
         let mut engine = Engine::new(&cfg).expect("valid config");
         let mut out = Output::default();
         for s in 0..sessions {

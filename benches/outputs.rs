@@ -9,6 +9,9 @@ use vigil_engine::{
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 use vigil_sign::SetSigner;
 
+#[path = "support/native.rs"]
+mod native;
+
 /// The allocator `vigil` itself runs with, so the figures are the product's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -84,15 +87,6 @@ fn outputs(c: &mut Criterion) {
     g.finish();
 }
 
-/// A native record for session `s` at second `t` (one user, device and token per session).
-fn line(s: usize, t: usize) -> String {
-    format!(
-        r#"{{"id":"e{s}-{t}","time":{},"kind":"access","session_id":"sess-{s}","user_id":"user-{s}","ip":"81.2.69.{}","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","device_id":"dt-{s}","token_id":"jti-{s}","geo":{{"country":"GB","lat":51.5074,"lon":-0.1278}},"asn":2856}}"#,
-        1_714_550_400_000i64 + (t as i64) * 1000,
-        s % 250
-    )
-}
-
 /// What a partition task's flush does: drain what changed since the last flush, encoded for
 /// the changelog, from the engine's tables (every session touched once since the last one).
 fn flush(c: &mut Criterion) {
@@ -105,8 +99,8 @@ fn flush(c: &mut Criterion) {
     let mut touch = |engine: &mut Engine| {
         round += 1;
         for s in 0..SESSIONS {
-            let ev =
-                parse_record(line(s, round).as_bytes(), InputFormat::Native, &ctx).expect("valid");
+            let line = native::line(s, round, &format!("e{s}-{round}"));
+            let ev = parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid");
             engine.process(&ev, &mut out).expect("in order");
             out.clear();
         }
