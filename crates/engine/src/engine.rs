@@ -14,7 +14,9 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
-use crate::state::{BoundedTable, EvictionCounts, Place, SessionState, hash_str, push_capped};
+use crate::state::{
+    BoundedTable, EvictionCounts, Place, SessionState, Small, hash_str, push_capped,
+};
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
 
@@ -389,7 +391,7 @@ impl Engine {
             success: true,
             session_id: sid.to_owned(),
             root_session_id: None,
-            parent_session_id: st.parent.as_deref().map(str::to_owned),
+            parent_session_id: st.parent().map(str::to_owned),
             user_id: st.user_id.to_string(),
             tenant: st.tenant.as_deref().map(str::to_owned),
             ip: None,
@@ -432,7 +434,7 @@ impl Engine {
             }
             st.revoked = true;
             st.ended_at.get_or_insert(time_ms);
-            let children = std::mem::take(&mut st.children);
+            let children = st.take_children();
             let subject = Self::subject_event(&id, st, time_ms, cause);
             let text = format!(
                 "Vigil revoked session {id} of user {}: {reason} ({rule}).",
@@ -473,10 +475,10 @@ impl Engine {
                     return;
                 }
                 Some(parent)
-                    if parent.children.len() < MAX_CHILDREN
-                        && !parent.children.iter().any(|c| **c == *sid) =>
+                    if parent.rare().children.len() < MAX_CHILDREN
+                        && !parent.rare().children.iter().any(|c| **c == *sid) =>
                 {
-                    parent.children.push(sid.into());
+                    parent.rare_mut().children.push(sid.into());
                     if self.tracking {
                         self.mark_session_dirty(p);
                     }
@@ -487,11 +489,11 @@ impl Engine {
         let Some(st) = self.sessions.get(sid) else {
             return;
         };
-        if (ev.kind.ends_session() || st.revoked) && !st.children.is_empty() {
+        if (ev.kind.ends_session() || st.revoked) && !st.rare().children.is_empty() {
             let children = self
                 .sessions
                 .get_mut(sid)
-                .map(|st| std::mem::take(&mut st.children))
+                .map(|st| st.take_children())
                 .unwrap_or_default();
             for c in children {
                 let why = format!("the session that minted it, {sid}, ended");
@@ -841,22 +843,23 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else {
             return;
         };
-        // Findings older than the evidence window go (with their detector tags).
-        if s.recent_finding_detectors.len() != s.recent_findings.len() {
-            s.recent_finding_detectors = vec![u8::MAX; s.recent_findings.len()];
-        }
-        let keep: Vec<bool> = s
-            .recent_findings
-            .iter()
-            .map(|(t, _)| ev.time_ms - *t <= window)
-            .collect();
-        let mut k = keep.iter();
-        s.recent_findings.retain(|_| *k.next().unwrap_or(&false));
-        let mut k = keep.iter();
-        s.recent_finding_detectors
-            .retain(|_| *k.next().unwrap_or(&false));
-        let mut revoke_detectors = Vec::new();
         let stats_window = s.window_stats(ev.time_ms, self.window_ms);
+        let already_revoked = s.revoked;
+        let r = s.rare_mut();
+        // Findings older than the evidence window go (with their detector tags).
+        if r.recent_finding_detectors.len() != r.recent_findings.len() {
+            r.recent_finding_detectors = vec![u8::MAX; r.recent_findings.len()];
+        }
+        let mut i = 0;
+        while i < r.recent_findings.len() {
+            if ev.time_ms - r.recent_findings[i].0 <= window {
+                i += 1;
+            } else {
+                r.recent_findings.remove(i);
+                r.recent_finding_detectors.remove(i);
+            }
+        }
+        let mut revoke_detectors = Vec::new();
         for f in findings {
             *self.stats.findings.entry(f.detector).or_default() += 1;
             let idx = crate::detectors::NAMES
@@ -866,19 +869,14 @@ impl Engine {
             // The same signal repeated is one piece of evidence: each detector counts once,
             // with its strongest recent finding (a VPN user toggling all day stays one weak
             // finding, not a pile of them).
-            let mut strongest: Vec<(u8, u8)> = Vec::new();
-            for (i, (_, c)) in s.recent_findings.iter().enumerate() {
-                let d = s
-                    .recent_finding_detectors
-                    .get(i)
-                    .copied()
-                    .unwrap_or(u8::MAX);
+            let mut strongest: Small<[(u8, u8); 8]> = Small::new();
+            for (&(_, c), &d) in r.recent_findings.iter().zip(&r.recent_finding_detectors) {
                 match strongest
                     .iter_mut()
                     .find(|(sd, _)| *sd == d && d != u8::MAX)
                 {
-                    Some(e) => e.1 = e.1.max(*c),
-                    None => strongest.push((d, *c)),
+                    Some(e) => e.1 = e.1.max(c),
+                    None => strongest.push((d, c)),
                 }
             }
             let own = strongest
@@ -888,25 +886,23 @@ impl Engine {
                 .max()
                 .unwrap_or(0)
                 .max(f.confidence);
-            let others: Vec<u8> = strongest
+            let others: Small<[u8; 8]> = strongest
                 .iter()
                 .filter(|(d, _)| *d != idx || idx == u8::MAX)
                 .map(|(_, c)| *c)
                 .collect();
             let decision = self.policy.decide(f.detector, own, &others);
-            if s.recent_findings.len() >= 8 {
-                s.recent_findings.remove(0);
-                if !s.recent_finding_detectors.is_empty() {
-                    s.recent_finding_detectors.remove(0);
-                }
+            if r.recent_findings.len() >= 8 {
+                r.recent_findings.remove(0);
+                r.recent_finding_detectors.remove(0);
             }
-            push_capped(&mut s.recent_findings, (ev.time_ms, f.confidence), 8);
-            push_capped(&mut s.recent_finding_detectors, idx, 8);
+            push_capped(&mut r.recent_findings, (ev.time_ms, f.confidence), 8);
+            push_capped(&mut r.recent_finding_detectors, idx, 8);
             let Some(action) = decision.action else {
                 self.stats.findings_below_alert += 1;
                 continue;
             };
-            if action == Action::Revoke && !s.revoked {
+            if action == Action::Revoke && !already_revoked {
                 revoke_detectors.push(f.detector);
             }
             self.stats.alerts += 1;
@@ -1001,15 +997,16 @@ impl Engine {
             s.last_place = Some(p);
         }
         if !ev.scopes.is_empty() {
-            let until = *s
+            let r = s.rare_mut();
+            let until = *r
                 .baseline_until
                 .get_or_insert(ev.time_ms + scope_baseline_ms);
             if ev.time_ms <= until {
                 for sc in &ev.scopes {
-                    if s.baseline_scopes.len() < MAX_SCOPES
-                        && !s.baseline_scopes.iter().any(|b| **b == **sc)
+                    if r.baseline_scopes.len() < MAX_SCOPES
+                        && !r.baseline_scopes.iter().any(|b| **b == **sc)
                     {
-                        s.baseline_scopes.push(sc.as_str().into());
+                        r.baseline_scopes.push(sc.as_str().into());
                     }
                 }
             }

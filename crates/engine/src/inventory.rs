@@ -171,7 +171,7 @@ impl Engine {
                     past_policy: (status == "live")
                         .then(|| past_policy(&self.governance, st, now))
                         .flatten(),
-                    parent_session_id: st.parent.as_deref().map(str::to_owned),
+                    parent_session_id: st.parent().map(str::to_owned),
                 }
             })
             .collect();

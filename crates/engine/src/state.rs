@@ -19,12 +19,66 @@ pub fn hash_str(s: &str) -> u64 {
 /// Pushes onto a list that never holds more than `max` entries, growing its allocation in
 /// steps of 1, 2, 4, ... up to `max` instead of `Vec`'s first step of four: most sessions keep
 /// one or two places, networks and findings, and a million sessions pay for the spare room.
-pub fn push_capped<T>(list: &mut Vec<T>, value: T, max: usize) {
-    if list.len() == list.capacity() {
-        let room = max.saturating_sub(list.len()).max(1);
-        list.reserve_exact(list.len().max(1).min(room));
+/// (A [`Small`] list keeps its first few entries inside the session and grows the same way
+/// once it spills.)
+pub fn push_capped<L: CappedList>(list: &mut L, value: L::Item, max: usize) {
+    let held = list.held();
+    if held == list.capacity() {
+        let room = max.saturating_sub(held).max(1);
+        list.reserve_exact(held.max(1).min(room));
     }
     list.push(value);
+}
+
+/// A list whose entries live inside the value holding it while they fit in `A` (`[T; N]`)
+/// and on the heap beyond: the short lists a session keeps cost no allocation of their own,
+/// and no cache miss to reach. It is written and read exactly as a `Vec` of its entries.
+pub type Small<A> = smallvec::SmallVec<A>;
+
+/// The lists [`push_capped`] grows.
+pub trait CappedList {
+    /// Entry type.
+    type Item;
+    /// Entries held.
+    fn held(&self) -> usize;
+    /// Entries held without growing.
+    fn capacity(&self) -> usize;
+    /// Makes room for exactly `n` more.
+    fn reserve_exact(&mut self, n: usize);
+    /// Appends.
+    fn push(&mut self, value: Self::Item);
+}
+
+impl<T> CappedList for Vec<T> {
+    type Item = T;
+    fn held(&self) -> usize {
+        Vec::len(self)
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+    fn reserve_exact(&mut self, n: usize) {
+        Vec::reserve_exact(self, n);
+    }
+    fn push(&mut self, value: T) {
+        Vec::push(self, value);
+    }
+}
+
+impl<A: smallvec::Array> CappedList for Small<A> {
+    type Item = A::Item;
+    fn held(&self) -> usize {
+        smallvec::SmallVec::len(self)
+    }
+    fn capacity(&self) -> usize {
+        smallvec::SmallVec::capacity(self)
+    }
+    fn reserve_exact(&mut self, n: usize) {
+        smallvec::SmallVec::reserve_exact(self, n);
+    }
+    fn push(&mut self, value: A::Item) {
+        smallvec::SmallVec::push(self, value);
+    }
 }
 
 /// One copy of each string many sessions share (user agents, cities, network names,
@@ -65,7 +119,7 @@ impl Strings {
 /// The endpoint of a session's previous event, shown as "before" in alerts, kept compactly:
 /// the address as an address and the strings sessions share through [`Strings`]. It goes to
 /// the changelog exactly as an [`Endpoint`] does (same fields, same encoding).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct LastEndpoint {
     /// Client IP.
     pub ip: Option<IpAddr>,
@@ -73,10 +127,10 @@ pub struct LastEndpoint {
     pub country: Option<Arc<str>>,
     /// City.
     pub city: Option<Arc<str>>,
-    /// Latitude.
-    pub lat: Option<f64>,
-    /// Longitude.
-    pub lon: Option<f64>,
+    /// Latitude; NaN when unknown (no source writes NaN: JSON has none).
+    lat: f64,
+    /// Longitude; NaN when unknown.
+    lon: f64,
     /// Autonomous system number.
     pub asn: Option<u32>,
     /// Autonomous system organisation.
@@ -85,8 +139,47 @@ pub struct LastEndpoint {
     pub user_agent: Option<Arc<str>>,
     /// Device fingerprint.
     pub device_id: Option<Box<str>>,
-    /// When the session was seen there, epoch ms.
-    pub time_ms: Option<i64>,
+    /// When the session was seen there, epoch ms; [`NO_TIME`] when unknown.
+    time_ms: i64,
+}
+
+/// [`LastEndpoint`]'s time before any event.
+const NO_TIME: i64 = i64::MIN;
+
+fn opt_f64(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+impl PartialEq for LastEndpoint {
+    fn eq(&self, o: &Self) -> bool {
+        self.ip == o.ip
+            && self.country == o.country
+            && self.city == o.city
+            && opt_f64(self.lat) == opt_f64(o.lat)
+            && opt_f64(self.lon) == opt_f64(o.lon)
+            && self.asn == o.asn
+            && self.as_org == o.as_org
+            && self.user_agent == o.user_agent
+            && self.device_id == o.device_id
+            && self.time_ms == o.time_ms
+    }
+}
+
+impl Default for LastEndpoint {
+    fn default() -> Self {
+        Self {
+            ip: None,
+            country: None,
+            city: None,
+            lat: f64::NAN,
+            lon: f64::NAN,
+            asn: None,
+            as_org: None,
+            user_agent: None,
+            device_id: None,
+            time_ms: NO_TIME,
+        }
+    }
 }
 
 impl LastEndpoint {
@@ -102,8 +195,8 @@ impl LastEndpoint {
         self.ip = ev.ip;
         shared(&mut self.country, ev.geo.country.as_deref(), strings);
         shared(&mut self.city, ev.geo.city.as_deref(), strings);
-        self.lat = ev.geo.lat;
-        self.lon = ev.geo.lon;
+        self.lat = ev.geo.lat.unwrap_or(f64::NAN);
+        self.lon = ev.geo.lon.unwrap_or(f64::NAN);
         self.asn = ev.geo.asn;
         shared(&mut self.as_org, ev.geo.as_org.as_deref(), strings);
         shared(&mut self.user_agent, ev.user_agent.as_deref(), strings);
@@ -111,7 +204,7 @@ impl LastEndpoint {
             (Some(cur), Some(v)) if cur == v => {}
             (_, v) => self.device_id = v.map(Into::into),
         }
-        self.time_ms = Some(ev.time_ms);
+        self.time_ms = ev.time_ms;
     }
 
     /// Shares this endpoint's strings through `strings` (for state read from the changelog).
@@ -134,13 +227,13 @@ impl LastEndpoint {
             ip: self.ip.map(|i| i.to_string()),
             country: self.country.as_deref().map(str::to_owned),
             city: self.city.as_deref().map(str::to_owned),
-            lat: self.lat,
-            lon: self.lon,
+            lat: opt_f64(self.lat),
+            lon: opt_f64(self.lon),
             asn: self.asn,
             as_org: self.as_org.as_deref().map(str::to_owned),
             user_agent: self.user_agent.as_deref().map(str::to_owned),
             device_id: self.device_id.as_deref().map(str::to_owned),
-            time_ms: self.time_ms,
+            time_ms: (self.time_ms != NO_TIME).then_some(self.time_ms),
         }
     }
 }
@@ -152,13 +245,13 @@ impl From<Endpoint> for LastEndpoint {
             ip: e.ip.as_deref().and_then(|i| i.parse().ok()),
             country: e.country.map(Into::into),
             city: e.city.map(Into::into),
-            lat: e.lat,
-            lon: e.lon,
+            lat: e.lat.unwrap_or(f64::NAN),
+            lon: e.lon.unwrap_or(f64::NAN),
             asn: e.asn,
             as_org: e.as_org.map(Into::into),
             user_agent: e.user_agent.map(Into::into),
             device_id: e.device_id.map(Into::into),
-            time_ms: e.time_ms,
+            time_ms: e.time_ms.unwrap_or(NO_TIME),
         }
     }
 }
@@ -171,13 +264,16 @@ impl serde::Serialize for LastEndpoint {
         st.serialize_field("ip", &self.ip.map(|i| i.to_string()))?;
         st.serialize_field("country", &self.country.as_deref())?;
         st.serialize_field("city", &self.city.as_deref())?;
-        st.serialize_field("lat", &self.lat)?;
-        st.serialize_field("lon", &self.lon)?;
+        st.serialize_field("lat", &opt_f64(self.lat))?;
+        st.serialize_field("lon", &opt_f64(self.lon))?;
         st.serialize_field("asn", &self.asn)?;
         st.serialize_field("as_org", &self.as_org.as_deref())?;
         st.serialize_field("user_agent", &self.user_agent.as_deref())?;
         st.serialize_field("device_id", &self.device_id.as_deref())?;
-        st.serialize_field("time_ms", &self.time_ms)?;
+        st.serialize_field(
+            "time_ms",
+            &(self.time_ms != NO_TIME).then_some(self.time_ms),
+        )?;
         st.end()
     }
 }
@@ -219,30 +315,41 @@ impl Place {
 }
 
 /// What the engine remembers about one live session.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// Laid out for a table of millions: what every event reads or writes sits in this one
+/// allocation (short lists inline, see [`Small`]), and what few sessions have (an OAuth scope
+/// baseline, findings, delegation) waits behind [`SessionState::rare`]. The changelog
+/// writes it field for field as [`SessionWire`] lays it out, whatever the layout in memory;
+/// two states are equal when they would be written alike.
+#[derive(Debug, Clone)]
 pub struct SessionState {
     /// User the session belongs to.
     pub user_id: Box<str>,
     /// Tenant.
     pub tenant: Option<Box<str>>,
+    /// The application the session was first seen with, for the inventory.
+    pub app: Option<Box<str>>,
     /// First event time, epoch ms.
     pub first_seen: i64,
     /// Latest event time, epoch ms.
     pub last_seen: i64,
-    /// Events seen.
-    pub events: u32,
-    /// Where the session was last seen with location or network known.
-    pub last_place: Option<Place>,
-    /// The most recent distinct places (newest last), for concurrent-use detection.
-    pub places: Vec<Place>,
-    /// Countries seen in this session (hashes).
-    pub countries: Vec<u64>,
-    /// ASNs seen in this session.
-    pub asns: Vec<u32>,
+    /// When the session ended (logout or IdP revocation), if it did.
+    pub ended_at: Option<i64>,
     /// The first device fingerprint seen (hash).
     pub device: Option<u64>,
+    /// Events seen.
+    pub events: u32,
+    /// Whether Vigil already revoked the session.
+    pub revoked: bool,
+    /// The kind of identity holding the session (see [`crate::governance`]).
+    pub identity: Option<vigil_model::IdentityType>,
     /// The first user agent's family and OS.
     pub ua: Option<UaInfo>,
+    /// Events per minute.
+    pub rate: RateCounter,
+    /// Hashes of the latest source record ids, oldest first: a record delivered again (Kafka
+    /// redelivers the uncommitted tail after a crash or rebalance) is recognised and skipped.
+    pub recent_ids: Small<[u64; 8]>,
     /// Distinct device fingerprints in the window.
     pub devices: DistinctWindow<4>,
     /// Distinct IPs in the window.
@@ -251,75 +358,108 @@ pub struct SessionState {
     pub user_agents: DistinctWindow<4>,
     /// Distinct ASNs in the window.
     pub asn_window: DistinctWindow<4>,
-    /// Events per minute.
-    pub rate: RateCounter,
+    /// Countries seen in this session (hashes).
+    pub countries: Small<[u64; 2]>,
+    /// ASNs seen in this session.
+    pub asns: Small<[u32; 4]>,
+    /// Where the session was last seen with location or network known.
+    pub last_place: Option<Place>,
+    /// The most recent distinct places (newest last), for concurrent-use detection.
+    pub places: Small<[Place; 1]>,
+    /// The endpoint of the previous event, shown as "before" in alerts.
+    pub last_endpoint: LastEndpoint,
+    /// What few sessions have; `None` while all of it is empty.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session's state few sessions have, kept out of the common allocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rare {
     /// Scopes granted early in the session: its baseline.
     pub baseline_scopes: Vec<Box<str>>,
     /// Until when (epoch ms) newly granted scopes still join the baseline.
     pub baseline_until: Option<i64>,
-    /// When the session ended (logout or IdP revocation), if it did.
-    pub ended_at: Option<i64>,
-    /// Whether Vigil already revoked the session.
-    pub revoked: bool,
     /// Recent findings' (time, confidence), for combining evidence.
     pub recent_findings: Vec<(i64, u8)>,
     /// The detector (index in `detectors::NAMES`) of each of `recent_findings`, in step
     /// with it; absent in state written before it existed (each finding then counts alone).
-    #[serde(default)]
     pub recent_finding_detectors: Vec<u8>,
-    /// The endpoint of the previous event, shown as "before" in alerts.
-    pub last_endpoint: LastEndpoint,
-    /// Hashes of the latest source record ids, oldest first: a record delivered again (Kafka
-    /// redelivers the uncommitted tail after a crash or rebalance) is recognised and skipped.
-    #[serde(default)]
-    pub recent_ids: Vec<u64>,
-    /// The kind of identity holding the session (see [`crate::governance`]).
-    #[serde(default)]
-    pub identity: Option<vigil_model::IdentityType>,
     /// The session that minted this one (delegation), when known.
-    #[serde(default)]
     pub parent: Option<Box<str>>,
     /// Sessions this one minted, held here (bounded), revoked when it ends.
-    #[serde(default)]
     pub children: Vec<Box<str>>,
-    /// The application the session was first seen with, for the inventory.
-    #[serde(default)]
-    pub app: Option<Box<str>>,
+}
+
+static NO_RARE: Rare = Rare {
+    baseline_scopes: Vec::new(),
+    baseline_until: None,
+    recent_findings: Vec::new(),
+    recent_finding_detectors: Vec::new(),
+    parent: None,
+    children: Vec::new(),
+};
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        *self == NO_RARE
+    }
 }
 
 impl SessionState {
     /// A new session first seen with `ev`.
     pub fn new(ev: &SessionEvent) -> Self {
-        Self {
+        let mut st = Self {
             user_id: ev.user_id.as_str().into(),
             tenant: ev.tenant.as_deref().map(Into::into),
+            app: ev.app.as_deref().map(Into::into),
             first_seen: ev.time_ms,
             last_seen: ev.time_ms,
-            events: 0,
-            last_place: None,
-            places: Vec::new(),
-            countries: Vec::new(),
-            asns: Vec::new(),
+            ended_at: None,
             device: None,
+            events: 0,
+            revoked: false,
+            identity: ev.identity_type,
             ua: None,
+            rate: RateCounter::default(),
+            recent_ids: Small::new(),
             devices: DistinctWindow::default(),
             ips: DistinctWindow::default(),
             user_agents: DistinctWindow::default(),
             asn_window: DistinctWindow::default(),
-            rate: RateCounter::default(),
-            baseline_scopes: Vec::new(),
-            baseline_until: None,
-            ended_at: None,
-            revoked: false,
-            recent_findings: Vec::new(),
-            recent_finding_detectors: Vec::new(),
+            countries: Small::new(),
+            asns: Small::new(),
+            last_place: None,
+            places: Small::new(),
             last_endpoint: LastEndpoint::default(),
-            recent_ids: Vec::new(),
-            identity: ev.identity_type,
-            parent: ev.parent_session_id.as_deref().map(Into::into),
-            children: Vec::new(),
-            app: ev.app.as_deref().map(Into::into),
+            rare: None,
+        };
+        if let Some(p) = ev.parent_session_id.as_deref() {
+            st.rare_mut().parent = Some(p.into());
         }
+        st
+    }
+
+    /// The rarely present parts (empty for most sessions).
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The rarely present parts, to change (allocated on first use).
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// The session that minted this one, when known.
+    pub fn parent(&self) -> Option<&str> {
+        self.rare().parent.as_deref()
+    }
+
+    /// Takes the sessions this one minted, leaving none.
+    pub fn take_children(&mut self) -> Vec<Box<str>> {
+        self.rare
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.children))
+            .unwrap_or_default()
     }
 
     /// Window statistics at `now`.
@@ -330,6 +470,175 @@ impl SessionState {
             distinct_asns: self.asn_window.count(now, window_ms) as u32,
             distinct_devices: self.devices.count(now, window_ms) as u32,
             distinct_user_agents: self.user_agents.count(now, window_ms) as u32,
+        }
+    }
+}
+
+/// A session's state as the changelog holds it: the field order and shapes of layout
+/// version 1, which the in-memory [`SessionState`] is written as and read from (a `Small`
+/// list is written as a list, the rare parts in their places among the rest).
+#[derive(PartialEq, serde::Serialize)]
+#[serde(rename = "SessionState")]
+struct SessionWireRef<'a> {
+    user_id: &'a str,
+    tenant: Option<&'a str>,
+    first_seen: i64,
+    last_seen: i64,
+    events: u32,
+    last_place: &'a Option<Place>,
+    places: &'a [Place],
+    countries: &'a [u64],
+    asns: &'a [u32],
+    device: Option<u64>,
+    ua: Option<UaInfo>,
+    devices: &'a DistinctWindow<4>,
+    ips: &'a DistinctWindow<8>,
+    user_agents: &'a DistinctWindow<4>,
+    asn_window: &'a DistinctWindow<4>,
+    rate: RateCounter,
+    baseline_scopes: &'a [Box<str>],
+    baseline_until: Option<i64>,
+    ended_at: Option<i64>,
+    revoked: bool,
+    recent_findings: &'a [(i64, u8)],
+    recent_finding_detectors: &'a [u8],
+    last_endpoint: &'a LastEndpoint,
+    recent_ids: &'a [u64],
+    identity: Option<vigil_model::IdentityType>,
+    parent: Option<&'a str>,
+    children: &'a [Box<str>],
+    app: Option<&'a str>,
+}
+
+/// [`SessionWireRef`]'s fields, owned, as read back.
+#[derive(serde::Deserialize)]
+#[serde(rename = "SessionState")]
+pub struct SessionWire {
+    user_id: Box<str>,
+    tenant: Option<Box<str>>,
+    first_seen: i64,
+    last_seen: i64,
+    events: u32,
+    last_place: Option<Place>,
+    places: Small<[Place; 1]>,
+    countries: Small<[u64; 2]>,
+    asns: Small<[u32; 4]>,
+    device: Option<u64>,
+    ua: Option<UaInfo>,
+    devices: DistinctWindow<4>,
+    ips: DistinctWindow<8>,
+    user_agents: DistinctWindow<4>,
+    asn_window: DistinctWindow<4>,
+    rate: RateCounter,
+    baseline_scopes: Vec<Box<str>>,
+    baseline_until: Option<i64>,
+    ended_at: Option<i64>,
+    revoked: bool,
+    recent_findings: Vec<(i64, u8)>,
+    // Fields from here on are absent in state written by earlier versions.
+    #[serde(default)]
+    recent_finding_detectors: Vec<u8>,
+    last_endpoint: LastEndpoint,
+    #[serde(default)]
+    recent_ids: Small<[u64; 8]>,
+    #[serde(default)]
+    identity: Option<vigil_model::IdentityType>,
+    #[serde(default)]
+    parent: Option<Box<str>>,
+    #[serde(default)]
+    children: Vec<Box<str>>,
+    #[serde(default)]
+    app: Option<Box<str>>,
+}
+
+impl SessionState {
+    fn wire(&self) -> SessionWireRef<'_> {
+        let r = self.rare();
+        SessionWireRef {
+            user_id: &self.user_id,
+            tenant: self.tenant.as_deref(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            events: self.events,
+            last_place: &self.last_place,
+            places: &self.places,
+            countries: &self.countries,
+            asns: &self.asns,
+            device: self.device,
+            ua: self.ua,
+            devices: &self.devices,
+            ips: &self.ips,
+            user_agents: &self.user_agents,
+            asn_window: &self.asn_window,
+            rate: self.rate,
+            baseline_scopes: &r.baseline_scopes,
+            baseline_until: r.baseline_until,
+            ended_at: self.ended_at,
+            revoked: self.revoked,
+            recent_findings: &r.recent_findings,
+            recent_finding_detectors: &r.recent_finding_detectors,
+            last_endpoint: &self.last_endpoint,
+            recent_ids: &self.recent_ids,
+            identity: self.identity,
+            parent: r.parent.as_deref(),
+            children: &r.children,
+            app: self.app.as_deref(),
+        }
+    }
+}
+
+impl PartialEq for SessionState {
+    fn eq(&self, other: &Self) -> bool {
+        self.wire() == other.wire()
+    }
+}
+
+impl serde::Serialize for SessionState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.wire().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SessionState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SessionWire::deserialize(d).map(Self::from)
+    }
+}
+
+impl From<SessionWire> for SessionState {
+    fn from(w: SessionWire) -> Self {
+        let rare = Rare {
+            baseline_scopes: w.baseline_scopes,
+            baseline_until: w.baseline_until,
+            recent_findings: w.recent_findings,
+            recent_finding_detectors: w.recent_finding_detectors,
+            parent: w.parent,
+            children: w.children,
+        };
+        Self {
+            user_id: w.user_id,
+            tenant: w.tenant,
+            app: w.app,
+            first_seen: w.first_seen,
+            last_seen: w.last_seen,
+            ended_at: w.ended_at,
+            device: w.device,
+            events: w.events,
+            revoked: w.revoked,
+            identity: w.identity,
+            ua: w.ua,
+            rate: w.rate,
+            recent_ids: w.recent_ids,
+            devices: w.devices,
+            ips: w.ips,
+            user_agents: w.user_agents,
+            asn_window: w.asn_window,
+            countries: w.countries,
+            asns: w.asns,
+            last_place: w.last_place,
+            places: w.places,
+            last_endpoint: w.last_endpoint,
+            rare: (!rare.is_empty()).then(|| Box::new(rare)),
         }
     }
 }
@@ -532,6 +841,80 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(line: &str) -> SessionEvent {
+        use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+        parse_record(
+            line.as_bytes(),
+            InputFormat::Native,
+            &AdapterContext::new(b"k"),
+        )
+        .expect("valid")
+    }
+
+    /// What few sessions have is allocated only for them, and a state reads back equal to
+    /// what was written whether its rare parts were never used or used and emptied again.
+    #[test]
+    fn rare_parts_are_held_apart_and_round_trip() {
+        let plain = event(
+            r#"{"id":"1","time":1714550400000,"kind":"access","session_id":"s","user_id":"u"}"#,
+        );
+        let mut st = SessionState::new(&plain);
+        assert!(st.rare.is_none(), "a plain session holds no rare parts");
+        assert_eq!(st.parent(), None);
+        let child = event(
+            r#"{"id":"2","time":1714550400000,"kind":"access","session_id":"c","user_id":"u","parent_session_id":"s"}"#,
+        );
+        assert_eq!(SessionState::new(&child).parent(), Some("s"));
+
+        let round_trip = |st: &SessionState| -> SessionState {
+            let bytes = postcard::to_allocvec(st).expect("encodes");
+            let back: SessionState = postcard::from_bytes(&bytes).expect("decodes");
+            let json: SessionState =
+                serde_json::from_str(&serde_json::to_string(st).expect("encodes"))
+                    .expect("decodes");
+            assert_eq!(back, json, "both encodings read back alike");
+            back
+        };
+        st.rare_mut().recent_findings.push((1, 70));
+        st.rare_mut().recent_finding_detectors.push(2);
+        st.rare_mut().children.push("c".into());
+        let back = round_trip(&st);
+        assert_eq!(back, st);
+        assert_eq!(back.rare().children, vec![Box::<str>::from("c")]);
+        assert_eq!(back.rare().recent_findings, vec![(1, 70)]);
+
+        // Emptied again: equal to (and read back as) a state that never had any.
+        st.rare_mut().recent_findings.clear();
+        st.rare_mut().recent_finding_detectors.clear();
+        assert_eq!(st.take_children().len(), 1);
+        let back = round_trip(&st);
+        assert!(back.rare.is_none());
+        assert_eq!(back, st);
+        assert_eq!(back, SessionState::new(&plain));
+    }
+
+    /// The short lists a session keeps stay inside it until they outgrow their inline room,
+    /// and are written as plain lists either way.
+    #[test]
+    fn short_lists_are_inline_and_written_as_lists() {
+        let mut ids: Small<[u64; 8]> = Small::new();
+        for i in 0..8 {
+            push_capped(&mut ids, i, 8);
+        }
+        assert!(!ids.spilled(), "eight record ids fit inside the session");
+        push_capped(&mut ids, 8, 16);
+        assert!(ids.spilled());
+        let v: Vec<u64> = (0..9).collect();
+        assert_eq!(
+            postcard::to_allocvec(&ids).expect("encodes"),
+            postcard::to_allocvec(&v).expect("encodes")
+        );
+        assert_eq!(
+            serde_json::to_string(&ids).expect("encodes"),
+            serde_json::to_string(&v).expect("encodes")
+        );
+    }
 
     #[derive(Debug)]
     struct T(i64, i64);

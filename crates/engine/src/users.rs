@@ -8,12 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::Aged;
+use crate::state::{Aged, Small};
 
 /// Most countries, networks and devices remembered per user.
 pub const MAX_PER_USER: usize = 16;
 
-/// One user's baseline.
+/// One user's baseline. Its lists are [`Small`]: most users' first few entries cost no
+/// allocation of their own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserBaseline {
     /// First event of any of the user's sessions, epoch ms.
@@ -23,14 +24,14 @@ pub struct UserBaseline {
     /// Sessions started.
     pub sessions: u32,
     /// Country hashes the user's sessions used.
-    pub countries: Vec<u64>,
+    pub countries: Small<[u64; 2]>,
     /// ASNs the user's sessions used.
-    pub asns: Vec<u32>,
+    pub asns: Small<[u32; 4]>,
     /// Device fingerprint hashes the user's sessions used.
-    pub devices: Vec<u64>,
+    pub devices: Small<[u64; 2]>,
     /// Where the user's sessions were located, to a tenth of a degree (see [`cell`]).
     #[serde(default)]
-    pub places: Vec<u32>,
+    pub places: Small<[u32; 4]>,
 }
 
 /// A location to a tenth of a degree (about 11 km), packed in 32 bits.
@@ -49,7 +50,10 @@ pub fn cell_coords(c: u32) -> (f64, f64) {
 
 impl UserBaseline {
     /// Remembers a value in a bounded list (the oldest goes when full); whether it was new.
-    pub fn learn<T: PartialEq + Copy>(list: &mut Vec<T>, v: T) -> bool {
+    pub fn learn<A: smallvec::Array>(list: &mut Small<A>, v: A::Item) -> bool
+    where
+        A::Item: PartialEq + Copy,
+    {
         if list.contains(&v) {
             return false;
         }

@@ -9,7 +9,9 @@
 /// lower bound, which is the safe direction for "more than N distinct" checks only up to `CAP`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DistinctWindow<const CAP: usize> {
-    entries: Vec<(u64, i64)>,
+    /// The first entry lives in the session itself (most sessions have one device, one
+    /// client, one network); written as a list either way.
+    entries: crate::state::Small<[(u64, i64); 1]>,
 }
 
 impl<const CAP: usize> DistinctWindow<CAP> {

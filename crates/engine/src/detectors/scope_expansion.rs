@@ -104,6 +104,7 @@ impl ScopeExpansion {
         if ev.scopes.is_empty() || !ev.success {
             return;
         }
+        let s = s.rare();
         match s.baseline_until {
             None => return,
             Some(until) if ev.time_ms <= until => return,
