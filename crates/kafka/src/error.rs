@@ -40,6 +40,9 @@ pub enum RuntimeError {
         /// The client error.
         source: KafkaError,
     },
+    /// A partition's task stopped after a failure reported when it happened.
+    #[error("partition {0} stopped after an earlier failure")]
+    Stopped(i32),
 }
 
 /// Classifies a client error.

@@ -242,6 +242,24 @@ async fn flush_tasks(
     hold: bool,
     defer_acks: bool,
 ) -> Result<Barrier, RuntimeError> {
+    request_flush(senders, hold, defer_acks)
+        .await
+        .reports()
+        .await
+}
+
+/// Flush requests sent, their reports still to come.
+struct Requested {
+    waits: Vec<oneshot::Receiver<Result<FlushReport, RuntimeError>>>,
+    holds: Vec<oneshot::Sender<()>>,
+}
+
+/// Asks every task to flush (each does so after the records already sent to it).
+async fn request_flush(
+    senders: &[mpsc::Sender<Command>],
+    hold: bool,
+    defer_acks: bool,
+) -> Requested {
     let mut waits = Vec::new();
     let mut holds = Vec::new();
     for tx in senders {
@@ -265,15 +283,25 @@ async fn flush_tasks(
             holds.extend(h);
         }
     }
-    let mut reports = Vec::new();
-    for rx in waits {
-        match rx.await {
-            Ok(Ok(r)) => reports.push(r),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => warn!("A partition task ended before its flush completed."),
+    Requested { waits, holds }
+}
+
+impl Requested {
+    /// Waits for every report; the first failure is returned.
+    async fn reports(self) -> Result<Barrier, RuntimeError> {
+        let mut reports = Vec::new();
+        for rx in self.waits {
+            match rx.await {
+                Ok(Ok(r)) => reports.push(r),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => warn!("A partition task ended before its flush completed."),
+            }
         }
+        Ok(Barrier {
+            reports,
+            holds: self.holds,
+        })
     }
-    Ok(Barrier { reports, holds })
 }
 
 /// Every running partition task's command sender.
@@ -476,8 +504,9 @@ pub async fn run(
     let mut batches: Vec<(i32, mpsc::Sender<Command>, Vec<Incoming>)> = Vec::new();
     tokio::pin!(shutdown);
 
-    // At-least-once: a commit whose outputs are still being acknowledged. The partition tasks
-    // go on processing meanwhile; the offsets it commits were fixed at its flush.
+    // At-least-once: a flush whose reports and acknowledgements are still to come, then its
+    // commit. The partition tasks go on processing meanwhile; the offsets it commits were
+    // fixed when each task flushed.
     let mut inflight: Option<Settling> = None;
     let result = loop {
         tokio::select! {
@@ -508,14 +537,13 @@ pub async fn run(
             _ = tick.tick() => {
                 if cfg.delivery == Delivery::AtLeastOnce {
                     if inflight.is_some() {
-                        // The previous commit is still waiting for acknowledgements.
+                        // The previous flush is still waiting for its reports or acknowledgements.
                         continue;
                     }
-                    match flush_tasks(&task_senders(&workers), false, true).await {
-                        Ok(b) if b.reports.iter().all(|r| r.offsets.is_empty() && r.pending.is_empty()) => {}
-                        Ok(b) => inflight = Some(Box::pin(settle(b))),
-                        Err(e) => break Err(e),
-                    }
+                    // The reports come while records keep flowing: each task flushes after
+                    // the records already sent to it, and its report fixes the offsets.
+                    let requested = request_flush(&task_senders(&workers), false, true).await;
+                    inflight = Some(Box::pin(async move { settle(requested.reports().await?).await }));
                 } else if let Err(e) = commit(&consumer, &workers, cfg.delivery, &producer, &metrics).await {
                     break Err(e);
                 }

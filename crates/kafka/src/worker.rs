@@ -105,9 +105,12 @@ pub enum Command {
     /// Process records, in order (all of this task's partition, as the consumer delivered
     /// them).
     Records(Vec<Incoming>),
-    /// Write the changelog, wait until every output is acknowledged, then report offsets.
-    /// With a hold, process nothing more until the hold is released (or dropped): the
-    /// exactly-once barrier, so no record lands in a transaction its offset is not part of.
+    /// Fix what becomes durable (outputs so far, the changelog of the state now, offsets
+    /// processed); the partition's writer reports once the outputs are acknowledged and the
+    /// changelog written. The periodic at-least-once flush (`defer_acks`, no hold) lets the
+    /// task go on meanwhile; any other waits for the report. With a hold, process nothing
+    /// more until the hold is released (or dropped): the exactly-once barrier, so no record
+    /// lands in a transaction its offset is not part of.
     Flush {
         /// Where the report goes.
         ack: oneshot::Sender<Result<FlushReport, RuntimeError>>,
@@ -145,7 +148,10 @@ struct Task {
     pending: Vec<(Out, DeliveryFuture)>,
     next_offsets: BTreeMap<Arc<str>, i64>,
     counters: BTreeMap<Arc<str>, prometheus::IntCounter>,
-    changes: vigil_engine::EncodedChanges,
+    /// Flushes' durable halves, in flush order (see [`write_in_order`]).
+    jobs: mpsc::Sender<Job>,
+    /// Changelog buffers handed back by [`write_in_order`] for the next flush.
+    spare: mpsc::Receiver<vigil_engine::EncodedChanges>,
     stats_seen: vigil_engine::EngineStats,
     evictions_seen: vigil_engine::state::EvictionCounts,
     /// GeoIP decode errors already counted in the metric.
@@ -171,6 +177,11 @@ pub fn spawn(
         Engine::new(&shared.engine).map_err(|e| RuntimeError::Config(e.to_string()))?;
     engine.track_changes();
     let (tx, rx) = mpsc::channel(batching(queue).1);
+    // A couple of flushes may wait for acknowledgements while the task goes on; a third
+    // waits for the first (that much unacknowledged output at most).
+    let (jobs, jobs_rx) = mpsc::channel(2);
+    let (spare_tx, spare) = mpsc::channel(1);
+    tokio::spawn(write_in_order(shared.clone(), partition, jobs_rx, spare_tx));
     tokio::spawn(async move {
         let geo = shared.geo.share();
         let task = Task {
@@ -181,7 +192,8 @@ pub fn spawn(
             pending: Vec::new(),
             next_offsets: BTreeMap::new(),
             counters: BTreeMap::new(),
-            changes: Default::default(),
+            jobs,
+            spare,
             stats_seen: Default::default(),
             evictions_seen: Default::default(),
             geo_errors_seen: 0,
@@ -246,12 +258,32 @@ impl Task {
                         }
                     }
                 }
+                // At-least-once's periodic flush: the task goes on with its records while
+                // the outputs are acknowledged and the changelog written.
+                Command::Flush {
+                    ack,
+                    hold: None,
+                    defer_acks: true,
+                } => {
+                    if !self.flush(true, ack).await {
+                        return;
+                    }
+                }
+                // Exactly-once and revocation flushes: nothing more until it is done (and,
+                // with a hold, until the transaction is committed).
                 Command::Flush {
                     ack,
                     hold,
                     defer_acks,
                 } => {
-                    let res = self.flush(defer_acks).await;
+                    let (done, report) = oneshot::channel();
+                    let res = if self.flush(defer_acks, done).await {
+                        report
+                            .await
+                            .unwrap_or(Err(RuntimeError::Stopped(self.partition)))
+                    } else {
+                        Err(RuntimeError::Stopped(self.partition))
+                    };
                     let failed = res.is_err();
                     let _ = ack.send(res);
                     if failed {
@@ -519,7 +551,7 @@ impl Task {
             .await
     }
 
-    /// Produces one record (no payload: a tombstone), waiting while the producer queue is full.
+    /// Produces one output record, acknowledged at the next flush.
     async fn send(
         &mut self,
         out: Out,
@@ -528,84 +560,41 @@ impl Task {
         headers: Option<OwnedHeaders>,
         partition: Option<i32>,
     ) -> Result<(), RuntimeError> {
-        let shared = self.shared.clone();
-        let topic = out.topic(&shared);
-        loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
-            if let Some(p) = payload {
-                rec = rec.payload(p);
-            }
-            if let Some(h) = headers.clone() {
-                rec = rec.headers(h);
-            }
-            if let Some(p) = partition {
-                rec = rec.partition(p);
-            }
-            match self.shared.producer.send_result(rec) {
-                Ok(f) => {
-                    self.pending.push((out, f));
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => {
-                    return Err(RuntimeError::Delivery {
-                        topic: topic.into(),
-                        source: e,
-                    });
-                }
-            }
-        }
+        let f = produce(&self.shared, out, key, payload, headers, partition).await?;
+        self.pending.push((out, f));
+        Ok(())
     }
 
-    async fn flush(&mut self, defer_acks: bool) -> Result<FlushReport, RuntimeError> {
-        self.tick().await?;
-        // Outputs are acknowledged before the state that produced them is written: a restored
-        // session skips the records it remembers processing, so a changelog durable ahead of
-        // a revocation that never arrived would keep that revocation from ever being sent. A
-        // failed output stops the task here, and its partition is not committed past it.
-        let shared = self.shared.clone();
-        crate::delivery::acknowledged(
-            self.pending
-                .drain(..)
-                .map(|(out, f)| (out.topic(&shared), f)),
-        )
-        .await?;
-        let mut changes = std::mem::take(&mut self.changes);
+    /// Fixes what a flush makes durable: the outputs sent so far, the changelog of the state
+    /// as it is now (encoded here, before any later record changes it) and the offsets
+    /// processed. [`write_in_order`] then waits for the outputs, writes the changelog and
+    /// reports to `ack`. False when the task must stop.
+    async fn flush(
+        &mut self,
+        defer_acks: bool,
+        ack: oneshot::Sender<Result<FlushReport, RuntimeError>>,
+    ) -> bool {
+        if let Err(e) = self.tick().await {
+            let _ = ack.send(Err(e));
+            return false;
+        }
+        let mut changes = self.spare.try_recv().unwrap_or_default();
         self.engine
             .drain_encoded(self.shared.changelog_encoding, &mut changes);
-        for (key, value) in changes.iter() {
-            self.send(Out::Changelog, key, value, None, Some(self.partition))
-                .await?;
-        }
-        changes.clear();
-        self.changes = changes;
-        let mut pending = Vec::new();
-        if defer_acks {
-            pending = self
-                .pending
-                .drain(..)
-                .map(|(out, f)| (out.topic(&shared).to_owned(), f))
-                .collect();
-        } else {
-            crate::delivery::acknowledged(
-                self.pending
-                    .drain(..)
-                    .map(|(out, f)| (out.topic(&shared), f)),
-            )
-            .await?;
-        }
         self.publish_stats();
-        Ok(FlushReport {
-            partition: self.partition,
+        let job = Job {
+            outputs: std::mem::take(&mut self.pending),
+            changes,
             offsets: self
                 .next_offsets
                 .iter()
                 .map(|(t, o)| (t.clone(), *o))
                 .collect(),
-            pending,
-        })
+            defer_acks,
+            ack,
+        };
+        // Closed only after a failed delivery stopped the writer: nothing more may follow.
+        self.jobs.send(job).await.is_ok()
     }
 
     fn publish_stats(&mut self) {
@@ -642,6 +631,109 @@ impl Task {
             .with_label_values(&[&self.partition.to_string()])
             .set(self.engine.live_sessions() as i64);
     }
+}
+
+/// Produces one record (no payload: a tombstone), waiting while the producer queue is full.
+async fn produce(
+    shared: &Shared,
+    out: Out,
+    key: &[u8],
+    payload: Option<&[u8]>,
+    headers: Option<OwnedHeaders>,
+    partition: Option<i32>,
+) -> Result<DeliveryFuture, RuntimeError> {
+    let topic = out.topic(shared);
+    loop {
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+        if let Some(p) = payload {
+            rec = rec.payload(p);
+        }
+        if let Some(h) = headers.clone() {
+            rec = rec.headers(h);
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        match shared.producer.send_result(rec) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => {
+                return Err(RuntimeError::Delivery {
+                    topic: topic.into(),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// What one flush makes durable, fixed when the task flushed.
+struct Job {
+    /// Outputs sent before the flush.
+    outputs: Vec<(Out, DeliveryFuture)>,
+    /// The changelog of the state at the flush.
+    changes: vigil_engine::EncodedChanges,
+    /// Next offsets per input topic at the flush.
+    offsets: Vec<(Arc<str>, i64)>,
+    /// Hand the changelog's deliveries over in the report instead of waiting for them.
+    defer_acks: bool,
+    /// Where the report goes.
+    ack: oneshot::Sender<Result<FlushReport, RuntimeError>>,
+}
+
+/// A partition's flushes made durable one after another, beside its task: each waits until
+/// its outputs are acknowledged, then writes its changelog (a restored session skips the
+/// records it remembers processing, so state durable ahead of a revocation that never
+/// arrived would keep that revocation from ever being sent), then reports. In flush order, so
+/// a key's later value always follows its earlier one. After a failed delivery nothing more
+/// is written, and the failure goes to the runtime, which commits nothing past it.
+async fn write_in_order(
+    shared: Arc<Shared>,
+    partition: i32,
+    mut jobs: mpsc::Receiver<Job>,
+    spare: mpsc::Sender<vigil_engine::EncodedChanges>,
+) {
+    while let Some(mut job) = jobs.recv().await {
+        let res = write(&shared, partition, &mut job).await;
+        let failed = res.is_err();
+        if let Err(e) = &res {
+            warn!(partition, error = %e, "Partition output failed; nothing after it is committed.");
+        }
+        let _ = job.ack.send(res);
+        if failed {
+            return;
+        }
+        job.changes.clear();
+        let _ = spare.try_send(job.changes);
+    }
+}
+
+async fn write(
+    shared: &Shared,
+    partition: i32,
+    job: &mut Job,
+) -> Result<FlushReport, RuntimeError> {
+    crate::delivery::acknowledged(job.outputs.drain(..).map(|(out, f)| (out.topic(shared), f)))
+        .await?;
+    let mut pending = Vec::with_capacity(job.changes.len());
+    for (key, value) in job.changes.iter() {
+        let f = produce(shared, Out::Changelog, key, value, None, Some(partition)).await?;
+        pending.push(f);
+    }
+    let topic = Out::Changelog.topic(shared);
+    let pending: Vec<(String, DeliveryFuture)> = if job.defer_acks {
+        pending.into_iter().map(|f| (topic.to_owned(), f)).collect()
+    } else {
+        crate::delivery::acknowledged(pending.into_iter().map(|f| (topic, f))).await?;
+        Vec::new()
+    };
+    Ok(FlushReport {
+        partition,
+        offsets: std::mem::take(&mut job.offsets),
+        pending,
+    })
 }
 
 /// Which output topic a record goes to; pending deliveries keep this instead of the name.
