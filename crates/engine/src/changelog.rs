@@ -397,13 +397,16 @@ impl Engine {
         for key in self.users.take_evicted() {
             emit(StateKey::User(key), None);
         }
-        // Drained in place: the set keeps its capacity for the next flush.
-        let (sessions, tokens, refresh, users) =
-            (&self.sessions, &self.tokens, &self.refresh, &self.users);
-        for id in self.dirty_sessions.drain() {
-            let value = sessions.get(&*id).map(|s| StateRef::Session(s));
+        // Drained in place: the list and set keep their capacity for the next flush.
+        for id in self.dirty_sessions.drain(..) {
+            let value = self.sessions.get_mut(&*id).map(|s| {
+                s.dirty = false;
+                StateRef::Session(s)
+            });
             emit(StateKey::Session(id), value);
         }
+        let (sessions, tokens, refresh, users) =
+            (&self.sessions, &self.tokens, &self.refresh, &self.users);
         for key in self.dirty.drain() {
             let value = match &key {
                 StateKey::Session(id) => sessions.get(&**id).map(|s| StateRef::Session(s)),

@@ -101,9 +101,10 @@ pub struct Engine {
     /// Token, refresh-token and user keys changed since the last changelog drain (recorded
     /// once tracking is on; sessions are in `dirty_sessions`).
     pub(crate) dirty: FxHashSet<StateKey>,
-    /// Sessions changed since the last drain (apart from `dirty`, so marking one that is
-    /// already marked costs a lookup, not a copy of its id).
-    pub(crate) dirty_sessions: FxHashSet<Box<str>>,
+    /// Sessions changed since the last drain, each once (apart from `dirty`: a session
+    /// marked is flagged in its own state, which the event marking it has just touched, so
+    /// marking costs no lookup in a set of its own; a session no longer held may appear twice).
+    pub(crate) dirty_sessions: Vec<Box<str>>,
     tracking: bool,
     next_sweep: i64,
     /// Events processed since the last expiry sweep.
@@ -196,7 +197,7 @@ impl Engine {
             watermark: i64::MIN,
             persisted_watermark: i64::MIN,
             dirty: FxHashSet::default(),
-            dirty_sessions: FxHashSet::default(),
+            dirty_sessions: Vec::new(),
             tracking: false,
             next_sweep: i64::MIN,
             since_sweep: 0,
@@ -346,8 +347,14 @@ impl Engine {
 
     /// Marks a session for the next changelog flush; its key is copied only the first time.
     fn mark_session_dirty(&mut self, sid: &str) {
-        if !self.dirty_sessions.contains(sid) {
-            self.dirty_sessions.insert(sid.into());
+        match self.sessions.get_mut(sid) {
+            Some(st) if st.dirty => {}
+            Some(st) => {
+                st.dirty = true;
+                self.dirty_sessions.push(sid.into());
+            }
+            // Not held (any more): written as a tombstone.
+            None => self.dirty_sessions.push(sid.into()),
         }
     }
 

@@ -341,6 +341,9 @@ pub struct SessionState {
     pub events: u32,
     /// Whether Vigil already revoked the session.
     pub revoked: bool,
+    /// Whether the session waits in the engine's list for the next changelog flush (in
+    /// memory only: not part of the state written).
+    pub(crate) dirty: bool,
     /// The kind of identity holding the session (see [`crate::governance`]).
     pub identity: Option<vigil_model::IdentityType>,
     /// The first user agent's family and OS.
@@ -418,6 +421,7 @@ impl SessionState {
             device: None,
             events: 0,
             revoked: false,
+            dirty: false,
             identity: ev.identity_type,
             ua: None,
             rate: RateCounter::default(),
@@ -625,6 +629,7 @@ impl From<SessionWire> for SessionState {
             device: w.device,
             events: w.events,
             revoked: w.revoked,
+            dirty: false,
             identity: w.identity,
             ua: w.ua,
             rate: w.rate,
