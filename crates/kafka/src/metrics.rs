@@ -63,18 +63,30 @@ pub struct Metrics {
     inventory: Arc<Mutex<BTreeMap<i32, vigil_engine::inventory::Inventory>>>,
 }
 
+/// A metric made from its static definition and registered (each exactly once).
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let metric = metric.expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registers once");
+    metric
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let registry =
             Registry::new_custom(Some("vigil".into()), None).expect("static prefix is valid");
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("static metric definition");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registers once");
-            c
+            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let counter = |name: &str, help: &str| registered(&registry, IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| registered(&registry, IntGauge::new(name, help));
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            registered(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
         };
         let events = counter_vec("events_total", "Events consumed.", &["topic", "partition"]);
         let rejections = counter_vec(
@@ -94,99 +106,59 @@ impl Metrics {
             "Offset or transaction commits, by result.",
             &["result"],
         );
-        let revocations =
-            IntCounter::new("revocations_total", "Revocations issued.").expect("static");
-        registry
-            .register(Box::new(revocations.clone()))
-            .expect("once");
-        let duplicates = IntCounter::new(
+        let revocations = counter("revocations_total", "Revocations issued.");
+        let duplicates = counter(
             "duplicates_skipped_total",
             "Redelivered records a session had just processed, skipped.",
-        )
-        .expect("static");
-        registry
-            .register(Box::new(duplicates.clone()))
-            .expect("once");
-        let lag = IntGaugeVec::new(
-            Opts::new("consumer_lag", "Consumer lag in records."),
+        );
+        let lag = gauge_vec(
+            "consumer_lag",
+            "Consumer lag in records.",
             &["topic", "partition"],
-        )
-        .expect("static");
-        registry.register(Box::new(lag.clone())).expect("once");
-        let live_sessions = IntGaugeVec::new(
-            Opts::new("live_sessions", "Live sessions held."),
-            &["partition"],
-        )
-        .expect("static");
-        registry
-            .register(Box::new(live_sessions.clone()))
-            .expect("once");
-        let restored_records = IntCounter::new(
+        );
+        let live_sessions = gauge_vec("live_sessions", "Live sessions held.", &["partition"]);
+        let restored_records = counter(
             "changelog_restored_records_total",
             "Changelog records applied during restore.",
-        )
-        .expect("static");
-        registry
-            .register(Box::new(restored_records.clone()))
-            .expect("once");
-        let geoip_decode_errors = IntCounter::new(
+        );
+        let geoip_decode_errors = counter(
             "geoip_decode_errors_total",
             "GeoIP records found but not decodable (database layout not read); those addresses go unenriched.",
-        )
-        .expect("static");
-        registry
-            .register(Box::new(geoip_decode_errors.clone()))
-            .expect("once");
-        let assigned = IntGauge::new(
+        );
+        let assigned = gauge(
             "partitions_assigned",
             "Input partitions assigned to this instance.",
-        )
-        .expect("static");
-        registry.register(Box::new(assigned.clone())).expect("once");
-        let restoring = IntGauge::new(
+        );
+        let restoring = gauge(
             "partitions_restoring",
             "Partitions restoring state from the changelog.",
-        )
-        .expect("static");
-        registry
-            .register(Box::new(restoring.clone()))
-            .expect("once");
-        let latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "processing_latency_seconds",
-                "Seconds from a record's Kafka timestamp to its decision.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect("static");
-        registry.register(Box::new(latency.clone())).expect("once");
-        let sign_failures = IntCounter::new(
+        );
+        let latency = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "processing_latency_seconds",
+                    "Seconds from a record's Kafka timestamp to its decision.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
+            ),
+        );
+        let sign_failures = counter(
             "set_sign_failures_total",
             "Revocations whose signing failed and that were sent unsigned.",
-        )
-        .expect("static");
-        registry
-            .register(Box::new(sign_failures.clone()))
-            .expect("once");
-        let ignored = IntCounter::new(
+        );
+        let ignored = counter(
             "ignored_total",
             "Well-formed records of event types Vigil does not use, skipped (not dead-lettered).",
-        )
-        .expect("static");
-        registry.register(Box::new(ignored.clone())).expect("once");
-        let sessions_by_type = IntGaugeVec::new(
-            Opts::new(
-                "sessions",
-                "Live sessions held, by identity type and state (live, past_policy).",
-            ),
+        );
+        let sessions_by_type = gauge_vec(
+            "sessions",
+            "Live sessions held, by identity type and state (live, past_policy).",
             &["identity_type", "state"],
-        )
-        .expect("static");
-        registry
-            .register(Box::new(sessions_by_type.clone()))
-            .expect("once");
+        );
         Self {
             registry,
             events,
