@@ -539,7 +539,7 @@ pub struct SessionWire {
     ended_at: Option<i64>,
     revoked: bool,
     recent_findings: Vec<(i64, u8)>,
-    // Fields from here on are absent in state written by earlier versions.
+    // The `default` fields are absent in state written by earlier versions.
     #[serde(default)]
     recent_finding_detectors: Vec<u8>,
     last_endpoint: LastEndpoint,
