@@ -167,11 +167,47 @@ proptest! {
             if let Some(slot) = v.pointer_mut(p) {
                 *slot = val.clone();
             }
-            if let Err(r) = parse_value(&v, InputFormat::Auto, &c) {
+            let whole = parse_value(&v, InputFormat::Auto, &c);
+            if let Err(r) = &whole {
                 prop_assert!(!r.detail.is_empty());
+            }
+            // Read from its text (the path Kafka records take): the same result.
+            prop_assert_eq!(parse_record(v.to_string().as_bytes(), InputFormat::Auto, &c), whole);
+        }
+    }
+}
+
+/// Every sample and vendor fixture, in every format it could be read as, gives the same
+/// event or rejection read from its text (the native typed pass or the borrowed tree) as read
+/// from a whole `serde_json::Value`: the guard for any reader that skips what adapters do not
+/// use.
+#[test]
+fn records_read_from_text_give_what_whole_trees_give() {
+    let c = ctx();
+    let dir = format!("{}/../../tests/data", env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for file in [
+        "samples/native.jsonl",
+        "samples/okta.jsonl",
+        "samples/entra.jsonl",
+        "samples/ocsf.jsonl",
+        "vendor/okta-system-log.jsonl",
+        "vendor/entra-signin.jsonl",
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("samples");
+        for line in text.lines() {
+            let whole: Value = serde_json::from_str(line).expect("json");
+            for f in FORMATS {
+                assert_eq!(
+                    parse_record(line.as_bytes(), f, &c),
+                    parse_value(&whole, f, &c),
+                    "{file} as {f}: {line}"
+                );
+                n += 1;
             }
         }
     }
+    assert!(n > 500, "{n} readings");
 }
 
 fn collect_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<String>) {
