@@ -2,7 +2,9 @@
 //! native parse plus process together: the per-core figure issue 4's target speaks of.
 //!
 //! Every timed batch is new events (fresh record ids, later times): replaying one batch would
-//! measure the engine's duplicate check instead of detection.
+//! measure the engine's duplicate check instead of detection. Each event's state is read
+//! ahead (`Engine::prefetch`) while the one before it is processed, as `vigil run` does;
+//! `ENGINE_PREFETCH=0` measures without.
 //!
 //! `ENGINE_SESSIONS` chooses the live-session counts (default `100000,1000000`);
 //! `ENGINE_SESSIONS=10000000` needs about 20 GB of memory and a few minutes to set up. Sessions
@@ -40,6 +42,9 @@ fn batch(sessions: usize, round: usize) -> Vec<String> {
 
 fn engine(c: &mut Criterion) {
     let ctx = AdapterContext::new(b"bench-key");
+    // `ENGINE_PREFETCH=0` measures without the read-ahead `vigil run` does (each event's state
+    // read while the event before it is processed).
+    let prefetch = std::env::var("ENGINE_PREFETCH").map_or(true, |v| v != "0");
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
     let counts: Vec<usize> = std::env::var("ENGINE_SESSIONS")
@@ -78,7 +83,10 @@ fn engine(c: &mut Criterion) {
                         })
                         .collect();
                     let t = Instant::now();
-                    for ev in &events {
+                    for (i, ev) in events.iter().enumerate() {
+                        if let Some(next) = events.get(i + 1).filter(|_| prefetch) {
+                            std::hint::black_box(engine.prefetch(next));
+                        }
                         let _ = engine.process(ev, &mut out);
                         out.clear();
                     }
@@ -95,10 +103,18 @@ fn engine(c: &mut Criterion) {
                     for _ in 0..iters {
                         round += 1;
                         let lines = batch(sessions, round);
+                        let parse = |l: &String| {
+                            parse_record(l.as_bytes(), InputFormat::Native, &ctx).expect("valid")
+                        };
                         let t = Instant::now();
-                        for l in &lines {
-                            let ev = parse_record(l.as_bytes(), InputFormat::Native, &ctx)
-                                .expect("valid");
+                        // As `vigil run` does: each record read one ahead of the one processed.
+                        let mut lines = lines.iter();
+                        let mut next = lines.next().map(parse);
+                        while let Some(ev) = next.take() {
+                            next = lines.next().map(parse);
+                            if let Some(n) = next.as_ref().filter(|_| prefetch) {
+                                std::hint::black_box(engine.prefetch(n));
+                            }
                             let _ = engine.process(&ev, &mut out);
                             out.clear();
                         }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue, ValueEncoding};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
-use vigil_model::{RejectReason, Rejection};
+use vigil_model::{RejectReason, Rejection, SessionEvent};
 use vigil_sign::SetSigner;
 
 use crate::config::OutputTopics;
@@ -250,8 +250,18 @@ impl Task {
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Command::Records(records) => {
-                    for r in records {
-                        if let Err(e) = self.handle(r).await {
+                    // Each record is read one ahead of the one being processed, and the state
+                    // it will look up is read then: the engine waits on memory (at a million
+                    // sessions most of its time), and this way the next event's wait overlaps
+                    // the current event's work.
+                    let mut records = records.into_iter();
+                    let mut next = records.next().map(|r| self.read(r));
+                    while let Some((r, ev)) = next.take() {
+                        next = records.next().map(|r| self.read(r));
+                        if let Some((_, Ok(ev))) = &next {
+                            std::hint::black_box(self.engine.prefetch(ev));
+                        }
+                        if let Err(e) = self.handle(r, ev).await {
                             warn!(partition = self.partition, error = %e, "Partition task stopped.");
                             let _ = fatal.send(e);
                             return;
@@ -299,7 +309,8 @@ impl Task {
         debug!(partition = self.partition, "Partition task ended.");
     }
 
-    async fn handle(&mut self, r: Incoming) -> Result<(), RuntimeError> {
+    /// Counts a record and reads it into an event (GeoIP-enriched) or a rejection.
+    fn read(&mut self, r: Incoming) -> (Incoming, Result<SessionEvent, Rejection>) {
         let counter = self.counters.entry(r.topic.clone()).or_insert_with(|| {
             self.shared
                 .metrics
@@ -323,6 +334,16 @@ impl Task {
                 ev
             }),
         };
+        (r, result)
+    }
+
+    /// Processes one record read by [`Task::read`]: the engine, then its outputs or
+    /// its dead letter.
+    async fn handle(
+        &mut self,
+        r: Incoming,
+        result: Result<SessionEvent, Rejection>,
+    ) -> Result<(), RuntimeError> {
         let result = match result {
             Ok(ev) => {
                 if !ev.kind.is_session_event() && !r.broadcast {
