@@ -5,6 +5,10 @@ const EARTH_RADIUS_KM: f64 = 6371.0;
 
 /// Haversine distance in km between two (lat, lon) points in degrees.
 pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    // The common case (a session seen again where it was): no trigonometry, the same 0.
+    if a == b {
+        return 0.0;
+    }
     let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
     let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
     let dlat = lat2 - lat1;
