@@ -429,6 +429,21 @@ pub async fn run(
         context: "cannot create the producer".into(),
         source: e,
     })?;
+    // The producer learns where each output topic's partitions live before the first output,
+    // not on it: the first revocation after a start waited for that lookup (about 100 ms
+    // with librdkafka's backoff between metadata requests for topics it has not seen).
+    tokio::task::block_in_place(|| {
+        use rdkafka::producer::Producer;
+        let t = &cfg.topics;
+        for topic in [&t.revocations, &t.alerts, &t.dead_letters, &t.changelog] {
+            if let Err(e) = producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+            {
+                warn!(topic = %topic, error = %e, "Cannot look up an output topic yet; its first record will.");
+            }
+        }
+    });
     if cfg.delivery == Delivery::ExactlyOnce {
         use rdkafka::producer::Producer;
         let p = producer.clone();
