@@ -5,7 +5,8 @@ use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use vigil_model::{Endpoint, SessionEvent, WindowStats};
 
 use crate::ua::UaInfo;
@@ -672,12 +673,13 @@ pub struct EvictionCounts {
 
 /// A bounded map from a key to state, with idle and absolute TTLs and a hard cap.
 ///
-/// Owned by one partition task: no locks. Expired entries go in periodic sweeps driven by
-/// event time; at the cap the least recently seen hundredth goes at once, so the cost of
-/// making room is amortised over many inserts.
-#[derive(Debug)]
+/// Owned by one partition task: no locks. Expired entries go in expiry passes driven by event
+/// time, which [`BoundedTable::sweep_some`] takes a few entries at a time: a pass resumes
+/// where the previous call stopped (a bucket index of the hash table), so a table of ten
+/// million entries is never swept in one pause. At the cap the least recently seen hundredth
+/// goes at once, so the cost of making room is amortised over many inserts.
 pub struct BoundedTable<K, V> {
-    map: FxHashMap<K, V>,
+    map: HashTable<(K, V)>,
     idle_ttl_ms: i64,
     absolute_ttl_ms: i64,
     cap: usize,
@@ -685,7 +687,35 @@ pub struct BoundedTable<K, V> {
     pub evictions: EvictionCounts,
     /// Keys evicted since the last [`BoundedTable::take_evicted`], when tracking.
     evicted: Option<Vec<K>>,
+    /// The bucket the expiry pass under way looks at next; 0 when none is under way. A table
+    /// that grows during a pass rehashes its entries to other buckets: the pass then skips
+    /// some and looks at others twice, and the next pass looks at every one again.
+    cursor: usize,
 }
+
+impl<K: std::fmt::Debug, V> std::fmt::Debug for BoundedTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedTable")
+            .field("len", &self.map.len())
+            .field("cap", &self.cap)
+            .field("evictions", &self.evictions)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The table's hash of a key (or of what it borrows as: `Box<str>` and `str` hash alike).
+fn hash_of<Q: Hash + ?Sized>(key: &Q) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// Empty buckets an expiry step passes over for the cost of looking at one entry: skipping
+/// one reads a byte, so a table emptied by a wave of expiry is crossed quickly, but not
+/// without bound in one call.
+const EMPTY_BUCKETS_PER_ENTRY: usize = 8;
+
+/// Entries a scan finds before it looks at them (see [`BoundedTable::scan_some`]).
+const SCAN_RUN: usize = 32;
 
 /// What a [`BoundedTable`] needs to know about its values.
 pub trait Aged {
@@ -717,12 +747,13 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
     /// An empty table.
     pub fn new(idle_ttl_ms: i64, absolute_ttl_ms: i64, cap: usize) -> Self {
         Self {
-            map: FxHashMap::default(),
+            map: HashTable::new(),
             idle_ttl_ms,
             absolute_ttl_ms,
             cap: cap.max(1),
             evictions: EvictionCounts::default(),
             evicted: None,
+            cursor: 0,
         }
     }
 
@@ -744,7 +775,11 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.map.remove(key)
+        let entry = self
+            .map
+            .find_entry(hash_of(key), |(k, _)| k.borrow() == key)
+            .ok()?;
+        Some(entry.remove().0.1)
     }
 
     /// Live entries.
@@ -762,7 +797,9 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.map.get(key)
+        self.map
+            .find(hash_of(key), |(k, _)| k.borrow() == key)
+            .map(|(_, v)| v)
     }
 
     /// The entry for `key`, mutable.
@@ -770,20 +807,30 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.map.get_mut(key)
+        self.map
+            .find_mut(hash_of(key), |(k, _)| k.borrow() == key)
+            .map(|(_, v)| v)
     }
 
-    /// Inserts a new entry, making room first if the table is full.
+    /// Inserts a new entry, making room first if the table is full; an entry already there
+    /// is kept as it is.
     pub fn insert(&mut self, key: K, value: V) -> &mut V {
-        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
+        let hash = hash_of(&key);
+        if self.map.len() >= self.cap && self.map.find(hash, |(k, _)| *k == key).is_none() {
             self.evict_oldest();
         }
-        self.map.entry(key).or_insert(value)
+        let entry = self
+            .map
+            .entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k));
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => &mut e.into_mut().1,
+            hashbrown::hash_table::Entry::Vacant(e) => &mut e.insert((key, value)).into_mut().1,
+        }
     }
 
     /// Inserts or replaces an entry, making room first if the table is full.
     pub fn put(&mut self, key: K, value: V) {
-        if let Some(slot) = self.map.get_mut(&key) {
+        if let Some(slot) = self.get_mut(&key) {
             *slot = value;
         } else {
             self.insert(key, value);
@@ -792,43 +839,120 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
 
     /// Iterates over all entries.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter()
+        self.map.iter().map(|(k, v)| (k, v))
     }
 
-    /// Removes entries idle or older than their TTLs at `now`; returns how many went.
+    /// Why the entry goes at `now`, if it does.
+    fn expired(&self, v: &V, now: i64) -> Option<Eviction> {
+        if now - v.first_seen() > self.absolute_ttl_ms {
+            Some(Eviction::Absolute)
+        } else if now - v.last_seen() > self.idle_ttl_ms {
+            Some(Eviction::Idle)
+        } else {
+            None
+        }
+    }
+
+    fn count(&mut self, why: Eviction, key: K) {
+        match why {
+            Eviction::Absolute => self.evictions.absolute += 1,
+            Eviction::Idle => self.evictions.idle += 1,
+            Eviction::Capacity => self.evictions.capacity += 1,
+        }
+        if let Some(e) = self.evicted.as_mut() {
+            e.push(key);
+        }
+    }
+
+    /// Goes on with the expiry pass under way (or starts one): looks at up to `budget`
+    /// entries, removing those idle or older than their TTLs at `now`, where passing over
+    /// [`EMPTY_BUCKETS_PER_ENTRY`] empty buckets counts as looking at one entry. Returns the
+    /// budget spent (at least 1) and whether the pass reached the end of the table (the next
+    /// call then starts a new one).
+    pub fn sweep_some(&mut self, now: i64, budget: usize) -> (usize, bool) {
+        let mut cursor = self.cursor;
+        let mut gone: Small<[(usize, Eviction); 16]> = Small::new();
+        let (spent, done) = self.scan_some(&mut cursor, budget, |i, _, v| {
+            if let Some(why) = self.expired(v, now) {
+                gone.push((i, why));
+            }
+        });
+        self.cursor = cursor;
+        // Removing an entry leaves every other in its bucket, so the indexes stay good.
+        for (i, why) in gone {
+            if let Ok(e) = self.map.get_bucket_entry(i) {
+                let ((k, _), _) = e.remove();
+                self.count(why, k);
+            }
+        }
+        (spent, done)
+    }
+
+    /// Calls `f` with the bucket index, key and value of the entries from bucket `*cursor`
+    /// on, up to `budget` of them (passing over [`EMPTY_BUCKETS_PER_ENTRY`] empty buckets
+    /// counts as one), and moves `*cursor` past them. Returns the budget spent (at least 1)
+    /// and whether the scan reached the end of the table; `*cursor` is then 0 again. A table
+    /// that grows between calls rehashes its entries to other buckets, so a scan in calls may
+    /// meet an entry twice or not at all.
+    pub fn scan_some(
+        &self,
+        cursor: &mut usize,
+        budget: usize,
+        mut f: impl FnMut(usize, &K, &V),
+    ) -> (usize, bool) {
+        let buckets = self.map.num_buckets();
+        let (mut looked, mut empty) = (0usize, 0usize);
+        let spent = |looked: usize, empty: usize| {
+            looked.saturating_add(empty.div_ceil(EMPTY_BUCKETS_PER_ENTRY))
+        };
+        // Each bucket adds at most one to what is spent, so it never exceeds the budget.
+        // Entries are found first and handed to `f` in runs: reading what each one's value
+        // points to then overlaps with the reads for the others in the run.
+        let mut run: Small<[(usize, &(K, V)); SCAN_RUN]> = Small::new();
+        while *cursor < buckets && spent(looked, empty) < budget {
+            match self.map.get_bucket(*cursor) {
+                Some(e) => {
+                    looked += 1;
+                    run.push((*cursor, e));
+                    if run.len() == SCAN_RUN {
+                        for &(i, (k, v)) in &run {
+                            f(i, k, v);
+                        }
+                        run.clear();
+                    }
+                }
+                None => empty += 1,
+            }
+            *cursor += 1;
+        }
+        for &(i, (k, v)) in &run {
+            f(i, k, v);
+        }
+        let done = *cursor >= buckets;
+        if done {
+            *cursor = 0;
+        }
+        (spent(looked, empty).max(1), done)
+    }
+
+    /// Removes every entry idle or older than its TTL at `now` in one pass; returns how many
+    /// went.
     pub fn sweep(&mut self, now: i64) -> usize {
         let before = self.map.len();
-        let (idle, abs) = (self.idle_ttl_ms, self.absolute_ttl_ms);
-        let mut counts = self.evictions;
-        let evicted = &mut self.evicted;
-        self.map.retain(|k, v| {
-            let keep = if now - v.first_seen() > abs {
-                counts.absolute += 1;
-                false
-            } else if now - v.last_seen() > idle {
-                counts.idle += 1;
-                false
-            } else {
-                true
-            };
-            if !keep && let Some(e) = evicted.as_mut() {
-                e.push(k.clone());
-            }
-            keep
-        });
-        self.evictions = counts;
+        self.cursor = 0;
+        while !self.sweep_some(now, usize::MAX).1 {}
         before - self.map.len()
     }
 
     fn evict_oldest(&mut self) {
         let n = (self.cap / 100).max(1);
-        let mut ages: Vec<i64> = self.map.values().map(Aged::last_seen).collect();
+        let mut ages: Vec<i64> = self.map.iter().map(|(_, v)| v.last_seen()).collect();
         let idx = (n - 1).min(ages.len().saturating_sub(1));
         let (_, cutoff, _) = ages.select_nth_unstable(idx);
         let cutoff = *cutoff;
         let mut removed = 0u64;
         let evicted = &mut self.evicted;
-        self.map.retain(|k, v| {
+        self.map.retain(|(k, v)| {
             if removed < n as u64 && v.last_seen() <= cutoff {
                 removed += 1;
                 if let Some(e) = evicted.as_mut() {
@@ -948,6 +1072,64 @@ mod tests {
                 capacity: 0
             }
         );
+    }
+
+    /// An expiry pass taken a few entries at a time removes what one whole sweep removes,
+    /// and no step looks at more than its budget.
+    #[test]
+    fn an_expiry_pass_in_steps_removes_what_one_sweep_removes() {
+        let build = || {
+            let mut t = BoundedTable::new(100, 1000, 10_000);
+            t.track_evictions();
+            for i in 0..5000u32 {
+                let first = if i % 7 == 0 { 0 } else { 1100 };
+                let last = if i % 3 == 0 { 500 } else { 1150 };
+                t.insert(i, T(first, last));
+            }
+            t
+        };
+        let mut whole = build();
+        let gone = whole.sweep(1200);
+        assert!(gone > 1000, "both TTLs expire entries here: {gone}");
+        let mut steps = build();
+        let mut calls = 0;
+        loop {
+            let before = steps.len();
+            let (spent, done) = steps.sweep_some(1200, 16);
+            calls += 1;
+            assert!((1..=16).contains(&spent), "spent {spent}");
+            assert!(before - steps.len() <= 16);
+            if done {
+                break;
+            }
+        }
+        assert!(calls >= 5000 / 16, "the pass took {calls} steps");
+        assert_eq!(steps.len(), whole.len());
+        assert_eq!(steps.evictions, whole.evictions);
+        let (mut a, mut b) = (whole.take_evicted(), steps.take_evicted());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        // The next call starts a new pass, which finds nothing more to remove.
+        while !steps.sweep_some(1200, 16).1 {}
+        assert_eq!(steps.len(), whole.len());
+    }
+
+    /// A table emptied by expiry keeps its buckets; crossing them costs budget too, so one
+    /// step never walks a whole empty table.
+    #[test]
+    fn empty_buckets_count_against_an_expiry_step() {
+        let mut t = BoundedTable::new(100, 1000, 100_000);
+        for i in 0..50_000u32 {
+            t.insert(i, T(0, 0));
+        }
+        assert_eq!(t.sweep(1000), 50_000);
+        let (spent, done) = t.sweep_some(1000, 4);
+        assert!(
+            !done,
+            "4 entries' budget crosses at most 32 of the empty buckets"
+        );
+        assert_eq!(spent, 4);
     }
 
     #[test]
