@@ -6,6 +6,12 @@
 //! ahead (`Engine::prefetch`) while the one before it is processed, as `vigil run` does;
 //! `ENGINE_PREFETCH=0` measures without.
 //!
+//! Before the timed batches, each table size also prints its pauses: the longest and the
+//! rarest-slow single events over enough events to cross an expiry pass of every table
+//! (hdrhistogram of each event's time), and one inventory scan (the per-partition session
+//! inventory `vigil run` publishes every few seconds), taken in the steps the runtime takes. A pause is time a partition's records
+//! wait whatever the throughput: its p99 latency at scale.
+//!
 //! `ENGINE_SESSIONS` chooses the live-session counts (default `100000,1000000`);
 //! `ENGINE_SESSIONS=10000000` needs about 20 GB of memory and a few minutes to set up. Sessions
 //! belong to at most [`native::MAX_USERS`] users.
@@ -13,6 +19,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hdrhistogram::Histogram;
+use vigil_engine::inventory::{INVENTORY_STEP, InventoryScan};
 use vigil_engine::{Engine, EngineConfig, Output};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 
@@ -70,6 +78,7 @@ fn engine(c: &mut Criterion) {
             out.clear();
         }
         let mut round = 0usize;
+        pauses(&mut engine, &mut out, &ctx, sessions, &mut round);
         g.throughput(Throughput::Elements(BATCH as u64));
         g.bench_function(BenchmarkId::new("process", sessions), |b| {
             b.iter_custom(|iters| {
@@ -126,6 +135,67 @@ fn engine(c: &mut Criterion) {
         );
     }
     g.finish();
+}
+
+/// Times each event one by one over enough batches for the engine to look at every table
+/// entry for expiry at least once (it allows itself 8 entries per event), and one inventory
+/// scan in the runtime's steps; prints both.
+fn pauses(
+    engine: &mut Engine,
+    out: &mut Output,
+    ctx: &AdapterContext,
+    sessions: usize,
+    round: &mut usize,
+) {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    // Sessions, their tokens and their users: the entries a pass looks at.
+    let entries = 2 * sessions + sessions.min(native::MAX_USERS);
+    let batches = (entries / 8).div_ceil(BATCH) + 2;
+    for _ in 0..batches {
+        *round += 1;
+        let events: Vec<_> = batch(sessions, *round)
+            .iter()
+            .map(|l| parse_record(l.as_bytes(), InputFormat::Native, ctx).expect("valid"))
+            .collect();
+        for (i, ev) in events.iter().enumerate() {
+            if let Some(next) = events.get(i + 1) {
+                std::hint::black_box(engine.prefetch(next));
+            }
+            let t = Instant::now();
+            let _ = engine.process(ev, out);
+            hist.saturating_record(t.elapsed().as_nanos() as u64);
+            out.clear();
+        }
+    }
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+    eprintln!(
+        "engine/pauses/{sessions}: {} events one by one: mean {:.2} us, p50 {:.1} us, p99 {:.1} us, p99.99 {:.1} us, max {:.1} ms",
+        hist.len(),
+        hist.mean() / 1e3,
+        us(0.5),
+        us(0.99),
+        us(0.9999),
+        hist.max() as f64 / 1e6
+    );
+    // The inventory `vigil run` publishes, in the steps it takes it in (one per tick).
+    let wm = engine.watermark().unwrap_or(0);
+    let mut scan = InventoryScan::default();
+    let (mut steps, mut longest, t) = (0, Duration::ZERO, Instant::now());
+    let inv = loop {
+        let s = Instant::now();
+        let done = engine.inventory_step(&mut scan, wm, INVENTORY_STEP);
+        longest = longest.max(s.elapsed());
+        steps += 1;
+        if let Some(inv) = done {
+            break inv;
+        }
+    };
+    eprintln!(
+        "engine/inventory/{sessions}: {} sessions in {steps} steps of {INVENTORY_STEP}: {:.1} ms in all, longest step {:.1} ms",
+        inv.sessions,
+        t.elapsed().as_secs_f64() * 1e3,
+        longest.as_secs_f64() * 1e3
+    );
 }
 
 criterion_group!(benches, engine);

@@ -158,11 +158,16 @@ struct Task {
     geo_errors_seen: u64,
     /// When the last record arrived, for [`Task::tick`].
     last_event: std::time::Instant,
-    /// When the inventory was last published.
+    /// When the last inventory scan ended.
     last_inventory: Option<std::time::Instant>,
+    /// The inventory scan under way, one step per tick.
+    inventory: Option<vigil_engine::inventory::InventoryScan>,
 }
 
-/// How often a partition task publishes its session inventory.
+/// How long a partition task waits between the end of a scan of its session inventory and
+/// the start of the next (a scan takes a step of [`vigil_engine::inventory::INVENTORY_STEP`]
+/// sessions per tick until it is done: one tick below 8,192 sessions, a minute at a
+/// million with the default commit interval).
 const INVENTORY_EVERY: Duration = Duration::from_secs(5);
 
 /// Spawns the task for `partition`: restore, then `ready` is sent, then records flow.
@@ -199,6 +204,7 @@ pub fn spawn(
             geo_errors_seen: 0,
             last_event: std::time::Instant::now(),
             last_inventory: None,
+            inventory: None,
             shared,
         };
         task.run(rx, ready, fatal).await;
@@ -463,18 +469,25 @@ impl Task {
     /// a while, event time is advanced by the wall-clock time since the last event (never
     /// the wall clock itself, so a backlog of old events does not look idle).
     async fn tick(&mut self) -> Result<(), RuntimeError> {
-        if self
-            .last_inventory
-            .is_none_or(|t| t.elapsed() >= INVENTORY_EVERY)
+        if self.inventory.is_none()
+            && self
+                .last_inventory
+                .is_none_or(|t| t.elapsed() >= INVENTORY_EVERY)
         {
-            self.last_inventory = Some(std::time::Instant::now());
+            self.inventory = Some(Default::default());
+        }
+        if let Some(scan) = self.inventory.as_mut() {
             let now = self.engine.watermark().unwrap_or(0).saturating_add(
                 i64::try_from(self.last_event.elapsed().as_millis()).unwrap_or(i64::MAX),
             );
-            let inv = self.engine.inventory(now);
-            self.shared
-                .metrics
-                .publish_inventory(self.partition, Some(inv));
+            let step = vigil_engine::inventory::INVENTORY_STEP;
+            if let Some(inv) = self.engine.inventory_step(scan, now, step) {
+                self.inventory = None;
+                self.last_inventory = Some(std::time::Instant::now());
+                self.shared
+                    .metrics
+                    .publish_inventory(self.partition, Some(inv));
+            }
         }
         let quiet = self.last_event.elapsed();
         if quiet < std::time::Duration::from_secs(1) {
