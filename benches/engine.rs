@@ -12,6 +12,9 @@
 //! inventory `vigil run` publishes every few seconds), taken in the steps the runtime takes. A pause is time a partition's records
 //! wait whatever the throughput: its p99 latency at scale.
 //!
+//! `ENGINE_LIFETIMES=1` runs everything with a lifetime policy for human sessions (governance
+//! `max_idle`), which the engine then enforces as it goes.
+//!
 //! `ENGINE_SESSIONS` chooses the live-session counts (default `100000,1000000`);
 //! `ENGINE_SESSIONS=10000000` needs about 20 GB of memory and a few minutes to set up. Sessions
 //! belong to at most [`native::MAX_USERS`] users.
@@ -53,6 +56,9 @@ fn engine(c: &mut Criterion) {
     // `ENGINE_PREFETCH=0` measures without the read-ahead `vigil run` does (each event's state
     // read while the event before it is processed).
     let prefetch = std::env::var("ENGINE_PREFETCH").map_or(true, |v| v != "0");
+    // `ENGINE_LIFETIMES=1` gives human sessions a lifetime policy (12 hours' idle, which no
+    // session here reaches): what the engine pays to watch for it.
+    let lifetimes = std::env::var("ENGINE_LIFETIMES").is_ok_and(|v| v == "1");
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
     let counts: Vec<usize> = std::env::var("ENGINE_SESSIONS")
@@ -66,6 +72,9 @@ fn engine(c: &mut Criterion) {
         .collect();
     for sessions in counts {
         let mut cfg = EngineConfig::default();
+        if lifetimes {
+            cfg.governance.human.max_idle = Some(vigil_engine::HumanDuration::secs(12 * 3600));
+        }
         cfg.state.max_sessions = sessions * 2;
         cfg.state.max_tokens = sessions * 2;
         cfg.state.max_users = sessions.min(native::MAX_USERS) * 2;

@@ -432,6 +432,8 @@ impl Engine {
             (StateKey::Session(id), Some(StateValue::Session(mut s))) => {
                 s.last_endpoint.intern(&mut self.strings);
                 self.sessions.put(id, s);
+                // Queued for its lifetime limits when the engine next looks at them.
+                self.lifetimes_stale = true;
             }
             (StateKey::Token(h), Some(StateValue::Token(t))) => {
                 self.tokens.put(h, t);

@@ -1,6 +1,7 @@
 //! The engine: one partition's sessions, tokens, detectors and policy.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use vigil_model::{
     Action, Alert, Anomaly, EventKind, Finding, IdentityType, RejectReason, Rejection, Revocation,
@@ -15,7 +16,7 @@ use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
 use crate::state::{
-    BoundedTable, EvictionCounts, Place, SessionState, Small, hash_str, push_capped,
+    BoundedTable, EvictionCounts, NOT_QUEUED, Place, SessionState, Small, hash_str, push_capped,
 };
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
@@ -122,6 +123,14 @@ pub struct Engine {
     sweeping: Option<u8>,
     /// Entries the events since the last step of the pass have paid for.
     sweep_credit: usize,
+    /// Whether any identity type has an age or idle limit (else no session is queued below).
+    lifetime_limits: bool,
+    /// Live sessions under an age or idle limit, by the event time it falls due (see
+    /// [`Engine::enforce_lifetimes`]). An entry counts while its time is the session's
+    /// `lifetime_due`; others are dropped when they come up.
+    lifetimes: BinaryHeap<Reverse<(i64, Box<str>)>>,
+    /// Whether `lifetimes` must be built again from the table before it is used.
+    pub(crate) lifetimes_stale: bool,
     /// Parsed user agents by their text (a pure memo of `ua::parse`).
     ua_cache: FxHashMap<Box<str>, ua::UaInfo>,
     /// The strings sessions' last endpoints share.
@@ -215,6 +224,12 @@ impl Engine {
             next_sweep: i64::MIN,
             sweeping: None,
             sweep_credit: 0,
+            lifetime_limits: IdentityType::ALL.iter().any(|t| {
+                let p = cfg.governance.policy(*t);
+                p.max_session_age.is_some() || p.max_idle.is_some()
+            }),
+            lifetimes: BinaryHeap::new(),
+            lifetimes_stale: false,
             ua_cache: FxHashMap::default(),
             strings: crate::state::Strings::default(),
             findings: Vec::new(),
@@ -355,6 +370,7 @@ impl Engine {
             self.stats.sessions_created += 1;
             let mut st = Box::new(SessionState::new(ev));
             st.identity = Some(self.identity_of(ev));
+            self.queue_lifetime(&ev.session_id, &mut st);
             self.sessions.insert(ev.session_id.as_str().into(), st);
         }
         let findings = std::mem::take(&mut self.findings);
@@ -643,50 +659,43 @@ impl Engine {
         }
     }
 
-    /// Revokes live sessions past their type's age or idle limit, as of `now`. Scans the
-    /// sessions only when such a limit is configured.
+    /// Revokes live sessions past their type's age or idle limit, as of `now`: those whose
+    /// entry in the lifetime queue has come up (a session used since it was queued is queued
+    /// again for its new time). Costs nothing until one is due, however many sessions there
+    /// are.
     fn enforce_lifetimes(&mut self, now: i64, out: &mut Output) {
-        let g = &self.governance;
-        if IdentityType::ALL
-            .iter()
-            .all(|t| g.policy(*t).max_session_age.is_none() && g.policy(*t).max_idle.is_none())
-        {
+        if !self.lifetime_limits {
             return;
         }
-        let mut due: Vec<(String, Limit, IdentityType, String)> = Vec::new();
-        for (id, st) in self.sessions.iter() {
+        if self.lifetimes_stale {
+            self.requeue_lifetimes();
+        }
+        let mut due: Vec<(Box<str>, Limit, IdentityType, String)> = Vec::new();
+        while self
+            .lifetimes
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some(Reverse((at, id))) = self.lifetimes.pop() else {
+                break;
+            };
+            // An entry whose time is not the session's any more was queued again since, or
+            // belongs to a session that left the table.
+            let Some(st) = self.sessions.get_mut(&*id) else {
+                continue;
+            };
+            if st.lifetime_due != at {
+                continue;
+            }
+            st.lifetime_due = NOT_QUEUED;
             if st.revoked || st.ended_at.is_some() {
                 continue;
             }
-            let ty = st.identity.unwrap_or(IdentityType::Human);
-            let pol = g.policy(ty);
-            let (age, idle) = (now - st.first_seen, now - st.last_seen);
-            if let Some(max) = pol.max_session_age
-                && age > max.ms()
-            {
-                due.push((
-                    id.to_string(),
-                    Limit::SessionAge,
-                    ty,
-                    format!(
-                        "the session reached {} of age, beyond {:?}",
-                        human_ms(age),
-                        max
-                    ),
-                ));
-            } else if let Some(max) = pol.max_idle
-                && idle > max.ms()
-            {
-                due.push((
-                    id.to_string(),
-                    Limit::Idle,
-                    ty,
-                    format!(
-                        "the session has been idle {}, beyond {:?}",
-                        human_ms(idle),
-                        max
-                    ),
-                ));
+            if let Some((limit, ty, why)) = past_lifetime(&self.governance, st, now) {
+                due.push((id, limit, ty, why));
+            } else if let Some(next) = lifetime_due(&self.governance, st) {
+                st.lifetime_due = next;
+                self.lifetimes.push(Reverse((next, id)));
             }
         }
         due.sort_by(|a, b| a.0.cmp(&b.0));
@@ -694,6 +703,41 @@ impl Engine {
             let rule = limit.rule(ty);
             self.revoke(&id, now, rule, rule, why, out);
         }
+    }
+
+    /// Puts a new session in the lifetime queue, if its type has an age or idle limit.
+    fn queue_lifetime(&mut self, id: &str, st: &mut SessionState) {
+        if !self.lifetime_limits {
+            return;
+        }
+        if let Some(at) = lifetime_due(&self.governance, st) {
+            // Entries of sessions that left the table wait until their time comes; once they
+            // outnumber the sessions held, the queue is built again from the table (a pass
+            // over the sessions, paid for by as many sessions leaving).
+            if self.lifetimes.len() >= 2 * self.sessions.len() + 1024 {
+                self.requeue_lifetimes();
+            }
+            st.lifetime_due = at;
+            self.lifetimes.push(Reverse((at, id.into())));
+        }
+    }
+
+    /// Builds the lifetime queue from the sessions held: after a restore, which replaces
+    /// sessions wholesale, and when the queue holds more departed sessions than live ones.
+    fn requeue_lifetimes(&mut self) {
+        self.lifetimes_stale = false;
+        let mut queue = Vec::with_capacity(self.sessions.len());
+        for (id, st) in self.sessions.iter_mut() {
+            st.lifetime_due = NOT_QUEUED;
+            if st.revoked || st.ended_at.is_some() {
+                continue;
+            }
+            if let Some(at) = lifetime_due(&self.governance, st) {
+                st.lifetime_due = at;
+                queue.push(Reverse((at, id.clone())));
+            }
+        }
+        self.lifetimes = BinaryHeap::from(queue);
     }
 
     /// Every live session of the user ends when the account is deactivated, suspended,
@@ -1264,6 +1308,52 @@ fn new_period(last_seen: i64, now: i64, every: i64) -> bool {
     now > last_seen && last_seen.div_euclid(every) != now.div_euclid(every)
 }
 
+/// The first event time at which `st` is past its type's age or idle limit, if the type has
+/// either.
+fn lifetime_due(g: &GovernanceConfig, st: &SessionState) -> Option<i64> {
+    let pol = g.policy(st.identity.unwrap_or(IdentityType::Human));
+    // Past a limit means beyond it: a millisecond after `first_seen + max`.
+    let after = |t: i64, max: crate::config::HumanDuration| t.saturating_add(max.ms()) + 1;
+    let age = pol.max_session_age.map(|m| after(st.first_seen, m));
+    let idle = pol.max_idle.map(|m| after(st.last_seen, m));
+    match (age, idle) {
+        (Some(a), Some(i)) => Some(a.min(i)),
+        (a, i) => a.or(i),
+    }
+}
+
+/// The age or idle limit `st` is past at `now`, with its identity type and the reason given.
+fn past_lifetime(
+    g: &GovernanceConfig,
+    st: &SessionState,
+    now: i64,
+) -> Option<(Limit, IdentityType, String)> {
+    let ty = st.identity.unwrap_or(IdentityType::Human);
+    let pol = g.policy(ty);
+    let (age, idle) = (now - st.first_seen, now - st.last_seen);
+    if let Some(max) = pol.max_session_age
+        && age > max.ms()
+    {
+        let why = format!(
+            "the session reached {} of age, beyond {:?}",
+            human_ms(age),
+            max
+        );
+        Some((Limit::SessionAge, ty, why))
+    } else if let Some(max) = pol.max_idle
+        && idle > max.ms()
+    {
+        let why = format!(
+            "the session has been idle {}, beyond {:?}",
+            human_ms(idle),
+            max
+        );
+        Some((Limit::Idle, ty, why))
+    } else {
+        None
+    }
+}
+
 /// Which lifetime limit a session broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Limit {
@@ -1387,6 +1477,138 @@ mod tests {
             "expiry came in {expiring_events} goes"
         );
         assert_eq!(engine.live_sessions(), 1, "only the active session is left");
+    }
+
+    /// An engine whose humans may idle 10 minutes and whose workloads may live 30.
+    fn with_lifetimes() -> Engine {
+        let cfg: EngineConfig = toml::from_str(
+            "[governance.identity]\nworkload_users = [\"svc-*\"]\n[governance.human]\nmax_idle = \"10m\"\n[governance.workload]\nmax_session_age = \"30m\"\n",
+        )
+        .expect("config");
+        Engine::new(&cfg).expect("valid")
+    }
+
+    fn session_event(
+        ctx: &AdapterContext,
+        sid: &str,
+        user: &str,
+        seq: usize,
+        ms: i64,
+    ) -> SessionEvent {
+        let line = format!(
+            r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"{sid}","user_id":"{user}","ip":"81.2.69.10"}}"#,
+            1_714_550_400_000i64 + ms
+        );
+        parse_record(line.as_bytes(), InputFormat::Native, ctx).expect("valid")
+    }
+
+    /// The lifetime queue revokes exactly the sessions a look at every session finds past
+    /// their limits, whenever it is asked, with sessions of both types used at scattered
+    /// times in between.
+    #[test]
+    fn the_lifetime_queue_finds_what_a_full_scan_finds() {
+        let ctx = AdapterContext::new(b"k");
+        let mut engine = with_lifetimes();
+        let mut out = Output::default();
+        let mut seq = 0;
+        let mut revoked = std::collections::BTreeSet::new();
+        for step in 0..120i64 {
+            let now = step * 30_000;
+            // A few sessions used at this step: the same ones come back at varying gaps.
+            for k in 0..5i64 {
+                let n = (step * 7 + k * 13) % 40;
+                // Half the humans go quiet after 20 minutes.
+                if n % 4 != 0 && n < 20 && step > 40 {
+                    continue;
+                }
+                let (sid, user) = if n % 4 == 0 {
+                    (format!("w{n}"), format!("svc-{n}"))
+                } else {
+                    (format!("h{n}"), format!("user{n}"))
+                };
+                seq += 1;
+                let _ = engine.process(&session_event(&ctx, &sid, &user, seq, now), &mut out);
+            }
+            out.clear();
+            let t = 1_714_550_400_000i64 + now + 15_000;
+            // What a look at every live session finds past its limit now.
+            let mut expected: Vec<String> = engine
+                .sessions
+                .iter()
+                .filter(|(_, st)| !st.revoked && st.ended_at.is_none())
+                .filter(|(_, st)| past_lifetime(&engine.governance, st, t).is_some())
+                .map(|(id, _)| id.to_string())
+                .collect();
+            expected.sort();
+            engine.on_tick(t, &mut out);
+            let got: Vec<String> = out.revocations.iter().map(|r| format!("{r:?}")).collect();
+            assert_eq!(got.len(), expected.len(), "at {t}: {expected:?} {got:?}");
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(g.contains(e.as_str()), "{g} is not {e}");
+            }
+            revoked.extend(expected);
+            out.clear();
+        }
+        assert!(
+            revoked.iter().any(|s| s.starts_with('w'))
+                && revoked.iter().any(|s| s.starts_with('h')),
+            "both limits revoked sessions: {revoked:?}"
+        );
+    }
+
+    /// Sessions read back from the changelog are under their limits as before.
+    #[test]
+    fn restored_sessions_are_queued_for_their_lifetimes() {
+        let ctx = AdapterContext::new(b"k");
+        let mut a = with_lifetimes();
+        a.track_changes();
+        let mut out = Output::default();
+        for (i, sid) in ["h1", "h2", "w1"].into_iter().enumerate() {
+            let user = if sid.starts_with('w') {
+                "svc-a"
+            } else {
+                "alice"
+            };
+            a.process(&session_event(&ctx, sid, user, i, 0), &mut out)
+                .expect("ok");
+        }
+        let mut records = Vec::new();
+        a.drain_changes(&mut records);
+        let mut b = with_lifetimes();
+        for (k, v) in records {
+            b.restore(k, v);
+        }
+        // 11 minutes on: both humans idle past 10 minutes; the workload has 19 minutes left.
+        let t = 1_714_550_400_000i64 + 11 * 60_000;
+        b.on_tick(t, &mut out);
+        assert_eq!(out.revocations.len(), 2, "{:?}", out.revocations);
+        out.clear();
+        b.on_tick(t + 20 * 60_000, &mut out);
+        assert_eq!(out.revocations.len(), 1, "the workload at 31 minutes");
+    }
+
+    /// Sessions that leave the table leave their queue entries behind; the queue is built
+    /// again before they outnumber the live sessions by much.
+    #[test]
+    fn the_lifetime_queue_stays_bounded_by_the_sessions_held() {
+        let ctx = AdapterContext::new(b"k");
+        let cfg: EngineConfig = toml::from_str(
+            "[state]\nmax_sessions = 100\n[governance.human]\nmax_session_age = \"12h\"\n",
+        )
+        .expect("config");
+        let mut engine = Engine::new(&cfg).expect("valid");
+        let mut out = Output::default();
+        let mut most = 0;
+        for i in 0..20_000usize {
+            let sid = format!("s{i}");
+            engine
+                .process(&session_event(&ctx, &sid, "u", i, i as i64), &mut out)
+                .expect("ok");
+            out.clear();
+            most = most.max(engine.lifetimes.len());
+        }
+        assert!(engine.sessions.len() <= 100);
+        assert!(most <= 2 * 100 + 1024 + 1, "the queue held {most}");
     }
 
     /// A quiet partition's ticks expire idle state too, a bounded number of entries each.

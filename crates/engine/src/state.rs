@@ -345,6 +345,9 @@ pub struct SessionState {
     /// Whether the session waits in the engine's list for the next changelog flush (in
     /// memory only: not part of the state written).
     pub(crate) dirty: bool,
+    /// When the session's age or idle limit falls due as queued in the engine's lifetime
+    /// queue, event time; [`NOT_QUEUED`] when it is not queued (in memory only).
+    pub(crate) lifetime_due: i64,
     /// The kind of identity holding the session (see [`crate::governance`]).
     pub identity: Option<vigil_model::IdentityType>,
     /// The first user agent's family and OS.
@@ -375,6 +378,9 @@ pub struct SessionState {
     /// What few sessions have; `None` while all of it is empty.
     rare: Option<Box<Rare>>,
 }
+
+/// [`SessionState::lifetime_due`] of a session not in the engine's lifetime queue.
+pub(crate) const NOT_QUEUED: i64 = i64::MAX;
 
 /// The parts of a session's state few sessions have, kept out of the common allocation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -423,6 +429,7 @@ impl SessionState {
             events: 0,
             revoked: false,
             dirty: false,
+            lifetime_due: NOT_QUEUED,
             identity: ev.identity_type,
             ua: None,
             rate: RateCounter::default(),
@@ -631,6 +638,7 @@ impl From<SessionWire> for SessionState {
             events: w.events,
             revoked: w.revoked,
             dirty: false,
+            lifetime_due: NOT_QUEUED,
             identity: w.identity,
             ua: w.ua,
             rate: w.rate,
@@ -840,6 +848,11 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
     /// Iterates over all entries.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Iterates over all entries, values mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.map.iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// Why the entry goes at `now`, if it does.
