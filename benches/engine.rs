@@ -12,6 +12,8 @@
 //! inventory `vigil run` publishes every few seconds), taken in the steps the runtime takes. A pause is time a partition's records
 //! wait whatever the throughput: its p99 latency at scale.
 //!
+//! After the timed batches, one account change (a user deactivated) is timed alone.
+//!
 //! `ENGINE_LIFETIMES=1` runs everything with a lifetime policy for human sessions (governance
 //! `max_idle`), which the engine then enforces as it goes.
 //!
@@ -142,8 +144,27 @@ fn engine(c: &mut Criterion) {
                 })
             },
         );
+        lifecycle(&mut engine, &mut out, &ctx, sessions);
     }
     g.finish();
+}
+
+/// Times one account change (a deactivation, which revokes every live session of the user):
+/// the record is broadcast to every partition, so each pays this.
+fn lifecycle(engine: &mut Engine, out: &mut Output, ctx: &AdapterContext, sessions: usize) {
+    let wm = engine.watermark().unwrap_or(0);
+    let line = format!(
+        r#"{{"id":"lc-{sessions}","time":{wm},"kind":"user_lifecycle","user_id":"user-1","lifecycle":"deactivated"}}"#
+    );
+    let ev = parse_record(line.as_bytes(), InputFormat::Native, ctx).expect("valid");
+    let t = Instant::now();
+    let _ = engine.process(&ev, out);
+    eprintln!(
+        "engine/lifecycle/{sessions}: one account change: {:.2} ms, {} sessions revoked",
+        t.elapsed().as_secs_f64() * 1e3,
+        out.revocations.len()
+    );
+    out.clear();
 }
 
 /// Times each event one by one over enough batches for the engine to look at every table

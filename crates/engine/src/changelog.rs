@@ -432,8 +432,10 @@ impl Engine {
             (StateKey::Session(id), Some(StateValue::Session(mut s))) => {
                 s.last_endpoint.intern(&mut self.strings);
                 self.sessions.put(id, s);
-                // Queued for its lifetime limits when the engine next looks at them.
+                // Queued for its lifetime limits and filed under its user when the engine
+                // next needs them.
                 self.lifetimes_stale = true;
+                self.user_sessions_stale = true;
             }
             (StateKey::Token(h), Some(StateValue::Token(t))) => {
                 self.tokens.put(h, t);

@@ -131,6 +131,16 @@ pub struct Engine {
     lifetimes: BinaryHeap<Reverse<(i64, Box<str>)>>,
     /// Whether `lifetimes` must be built again from the table before it is used.
     pub(crate) lifetimes_stale: bool,
+    /// The sessions of each user, for account changes: the user id's hash to the session
+    /// table's hashes of their session ids ([`BoundedTable::key_hash`]; hashes, not ids, so
+    /// the index copies no strings). Hashes of sessions that left match nothing and are
+    /// dropped when the index is built again, once it holds more than twice the sessions
+    /// plus 1,024.
+    user_sessions: FxHashMap<u64, Small<[u64; 2]>>,
+    /// Session hashes in `user_sessions`.
+    user_sessions_len: usize,
+    /// Whether `user_sessions` must be built again from the table before it is used.
+    pub(crate) user_sessions_stale: bool,
     /// Parsed user agents by their text (a pure memo of `ua::parse`).
     ua_cache: FxHashMap<Box<str>, ua::UaInfo>,
     /// The strings sessions' last endpoints share.
@@ -230,6 +240,9 @@ impl Engine {
             }),
             lifetimes: BinaryHeap::new(),
             lifetimes_stale: false,
+            user_sessions: FxHashMap::default(),
+            user_sessions_len: 0,
+            user_sessions_stale: false,
             ua_cache: FxHashMap::default(),
             strings: crate::state::Strings::default(),
             findings: Vec::new(),
@@ -371,6 +384,7 @@ impl Engine {
             let mut st = Box::new(SessionState::new(ev));
             st.identity = Some(self.identity_of(ev));
             self.queue_lifetime(&ev.session_id, &mut st);
+            self.index_user_session(&ev.user_id, &ev.session_id);
             self.sessions.insert(ev.session_id.as_str().into(), st);
         }
         let findings = std::mem::take(&mut self.findings);
@@ -722,6 +736,37 @@ impl Engine {
         }
     }
 
+    /// Files a new session under its user, for account changes.
+    fn index_user_session(&mut self, user: &str, sid: &str) {
+        // Hashes of sessions that left stay until the index is built again: once they
+        // outnumber the sessions held (a pass over the sessions, paid for by as many
+        // sessions leaving).
+        if self.user_sessions_len >= 2 * self.sessions.len() + 1024 {
+            self.index_user_sessions();
+        }
+        let h = BoundedTable::<Box<str>, Box<SessionState>>::key_hash(sid);
+        self.user_sessions
+            .entry(hash_str(user))
+            .or_default()
+            .push(h);
+        self.user_sessions_len += 1;
+    }
+
+    /// Builds the sessions-by-user index from the sessions held: after a restore, and when
+    /// it lists more departed sessions than live ones.
+    fn index_user_sessions(&mut self) {
+        self.user_sessions_stale = false;
+        self.user_sessions.clear();
+        self.user_sessions_len = self.sessions.len();
+        for (id, st) in self.sessions.iter() {
+            let h = BoundedTable::<Box<str>, Box<SessionState>>::key_hash(&**id);
+            self.user_sessions
+                .entry(hash_str(&st.user_id))
+                .or_default()
+                .push(h);
+        }
+    }
+
     /// Builds the lifetime queue from the sessions held: after a restore, which replaces
     /// sessions wholesale, and when the queue holds more departed sessions than live ones.
     fn requeue_lifetimes(&mut self) {
@@ -749,18 +794,27 @@ impl Engine {
         if !ev.success {
             return;
         }
-        let mut victims: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| {
-                *s.user_id == *ev.user_id
+        if self.user_sessions_stale {
+            self.index_user_sessions();
+        }
+        let mut victims: Vec<String> = Vec::new();
+        for &h in self
+            .user_sessions
+            .get(&hash_str(&ev.user_id))
+            .map_or(&[][..], |l| &l[..])
+        {
+            for (k, s) in self.sessions.with_hash(h) {
+                if *s.user_id == *ev.user_id
                     && !s.revoked
                     && s.ended_at.is_none()
                     && (ev.tenant.is_none() || s.tenant.as_deref() == ev.tenant.as_deref())
-            })
-            .map(|(k, _)| k.to_string())
-            .collect();
+                {
+                    victims.push(k.to_string());
+                }
+            }
+        }
         victims.sort();
+        victims.dedup();
         let rule = lifecycle_rule(change);
         for v in victims {
             let why = format!("the user's account change ({})", change.as_str());
@@ -1609,6 +1663,95 @@ mod tests {
         }
         assert!(engine.sessions.len() <= 100);
         assert!(most <= 2 * 100 + 1024 + 1, "the queue held {most}");
+    }
+
+    /// An account change revokes exactly the live sessions of the user that a look at every
+    /// session finds, while sessions churn through a full table (capacity evictions), some
+    /// end, and ids come back after they left.
+    #[test]
+    fn account_changes_find_every_live_session_of_the_user() {
+        let ctx = AdapterContext::new(b"k");
+        let cfg: EngineConfig = toml::from_str("[state]\nmax_sessions = 50\n").expect("config");
+        let mut engine = Engine::new(&cfg).expect("valid");
+        let mut out = Output::default();
+        let mut x = 12345u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut seq = 0;
+        let mut revoked = 0;
+        for round in 0..40 {
+            for _ in 0..100 {
+                seq += 1;
+                let (sid, user) = (format!("s{}", next(400)), format!("u{}", next(10)));
+                let kind = if next(10) == 0 { "logout" } else { "access" };
+                let line = format!(
+                    r#"{{"id":"e{seq}","time":{},"kind":"{kind}","session_id":"{sid}","user_id":"{user}"}}"#,
+                    1_714_550_400_000i64 + seq
+                );
+                let ev = parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid");
+                let _ = engine.process(&ev, &mut out);
+            }
+            out.clear();
+            let user = format!("u{}", round % 10);
+            let mut expected: Vec<String> = engine
+                .sessions
+                .iter()
+                .filter(|(_, s)| *s.user_id == *user && !s.revoked && s.ended_at.is_none())
+                .map(|(k, _)| k.to_string())
+                .collect();
+            expected.sort();
+            seq += 1;
+            let line = format!(
+                r#"{{"id":"e{seq}","time":{},"kind":"user_lifecycle","user_id":"{user}","lifecycle":"password_reset"}}"#,
+                1_714_550_400_000i64 + seq
+            );
+            let ev = parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid");
+            engine.process(&ev, &mut out).expect("ok");
+            let got: Vec<String> = out.revocations.iter().map(|r| format!("{r:?}")).collect();
+            assert_eq!(got.len(), expected.len(), "{user}: {expected:?} {got:?}");
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(g.contains(&format!("session {e} ")), "{g} is not {e}");
+            }
+            revoked += got.len();
+            out.clear();
+            assert!(engine.user_sessions_len <= 2 * engine.sessions.len() + 1024 + 1);
+        }
+        assert!(revoked > 20, "{revoked} sessions revoked in all");
+    }
+
+    /// Sessions read back from the changelog are found by an account change.
+    #[test]
+    fn account_changes_find_restored_sessions() {
+        let ctx = AdapterContext::new(b"k");
+        let mut a = Engine::new(&EngineConfig::default()).expect("valid");
+        a.track_changes();
+        let mut out = Output::default();
+        for (i, (sid, user)) in [
+            ("a1", "alice"),
+            ("b1", "bob"),
+            ("a2", "alice"),
+            ("a3", "alice"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            a.process(&session_event(&ctx, sid, user, i, 0), &mut out)
+                .expect("ok");
+        }
+        let mut records = Vec::new();
+        a.drain_changes(&mut records);
+        let mut b = Engine::new(&EngineConfig::default()).expect("valid");
+        for (k, v) in records {
+            b.restore(k, v);
+        }
+        let line = r#"{"id":"lc","time":1714550401000,"kind":"user_lifecycle","user_id":"alice","lifecycle":"deactivated"}"#;
+        let ev = parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid");
+        b.process(&ev, &mut out).expect("ok");
+        assert_eq!(out.revocations.len(), 3, "{:?}", out.revocations);
     }
 
     /// A quiet partition's ticks expire idle state too, a bounded number of entries each.

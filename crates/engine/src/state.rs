@@ -850,6 +850,20 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
         self.map.iter().map(|(k, v)| (k, v))
     }
 
+    /// The hash this table files `key` under.
+    pub fn key_hash<Q: Hash + ?Sized>(key: &Q) -> u64
+    where
+        K: Borrow<Q>,
+    {
+        hash_of(key)
+    }
+
+    /// The entries filed under `hash` ([`BoundedTable::key_hash`] of their keys): usually
+    /// one, or none once it left.
+    pub fn with_hash(&self, hash: u64) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter_hash(hash).map(|(k, v)| (k, v))
+    }
+
     /// Iterates over all entries, values mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.map.iter_mut().map(|(k, v)| (&*k, v))
