@@ -12,7 +12,8 @@
 //! inventory `vigil run` publishes every few seconds), taken in the steps the runtime takes. A pause is time a partition's records
 //! wait whatever the throughput: its p99 latency at scale.
 //!
-//! After the timed batches, one account change (a user deactivated) is timed alone.
+//! After the timed batches, one account change (a user deactivated) is timed alone, and then
+//! 50,000 new sessions into a table at its cap.
 //!
 //! `ENGINE_LIFETIMES=1` runs everything with a lifetime policy for human sessions (governance
 //! `max_idle`), which the engine then enforces as it goes.
@@ -145,8 +146,42 @@ fn engine(c: &mut Criterion) {
             },
         );
         lifecycle(&mut engine, &mut out, &ctx, sessions);
+        drop(engine);
+        full_table(&ctx, sessions);
     }
     g.finish();
+}
+
+/// New sessions into a table at its cap (`state.max_sessions`), each making room for itself:
+/// what an instance pays while it holds more sessions than it is sized for.
+fn full_table(ctx: &AdapterContext, sessions: usize) {
+    let mut cfg = EngineConfig::default();
+    cfg.state.max_sessions = sessions;
+    cfg.state.max_tokens = sessions * 4;
+    cfg.state.max_users = native::MAX_USERS * 2;
+    let mut engine = Engine::new(&cfg).expect("valid config");
+    let mut out = Output::default();
+    for s in 0..sessions {
+        let ev = parse_record(line(s, 0, s).as_bytes(), InputFormat::Native, ctx).expect("valid");
+        engine.process(&ev, &mut out).expect("in order");
+        out.clear();
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let extra = 50_000;
+    for s in sessions..sessions + extra {
+        let ev = parse_record(line(s, 1, s).as_bytes(), InputFormat::Native, ctx).expect("valid");
+        let t = Instant::now();
+        let _ = engine.process(&ev, &mut out);
+        hist.saturating_record(t.elapsed().as_nanos() as u64);
+        out.clear();
+    }
+    eprintln!(
+        "engine/full_table/{sessions}: {extra} new sessions into a full table: mean {:.2} us, p99.99 {:.1} us, max {:.1} ms, {} live after",
+        hist.mean() / 1e3,
+        hist.value_at_quantile(0.9999) as f64 / 1e3,
+        hist.max() as f64 / 1e6,
+        engine.live_sessions()
+    );
 }
 
 /// Times one account change (a deactivation, which revokes every live session of the user):

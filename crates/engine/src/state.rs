@@ -684,8 +684,9 @@ pub struct EvictionCounts {
 /// Owned by one partition task: no locks. Expired entries go in expiry passes driven by event
 /// time, which [`BoundedTable::sweep_some`] takes a few entries at a time: a pass resumes
 /// where the previous call stopped (a bucket index of the hash table), so a table of ten
-/// million entries is never swept in one pause. At the cap the least recently seen hundredth
-/// goes at once, so the cost of making room is amortised over many inserts.
+/// million entries is never swept in one pause. At the cap, room is made for many inserts at
+/// once from among the least recently seen entries, judged from a sample of the table
+/// ([`BoundedTable::evict_oldest`]), so making room never looks at the whole table either.
 pub struct BoundedTable<K, V> {
     map: HashTable<(K, V)>,
     idle_ttl_ms: i64,
@@ -695,6 +696,8 @@ pub struct BoundedTable<K, V> {
     pub evictions: EvictionCounts,
     /// Keys evicted since the last [`BoundedTable::take_evicted`], when tracking.
     evicted: Option<Vec<K>>,
+    /// Where the next sample for making room at the cap starts ([`BoundedTable::evict_oldest`]).
+    evict_cursor: usize,
     /// The bucket the expiry pass under way looks at next; 0 when none is under way. A table
     /// that grows during a pass rehashes its entries to other buckets: the pass then skips
     /// some and looks at others twice, and the next pass looks at every one again.
@@ -721,6 +724,9 @@ fn hash_of<Q: Hash + ?Sized>(key: &Q) -> u64 {
 /// one reads a byte, so a table emptied by a wave of expiry is crossed quickly, but not
 /// without bound in one call.
 const EMPTY_BUCKETS_PER_ENTRY: usize = 8;
+
+/// Entries looked at to choose which to evict at the cap (see [`BoundedTable::evict_oldest`]).
+const EVICTION_SAMPLE: usize = 4096;
 
 /// Entries a scan finds before it looks at them (see [`BoundedTable::scan_some`]).
 const SCAN_RUN: usize = 32;
@@ -761,6 +767,7 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
             cap: cap.max(1),
             evictions: EvictionCounts::default(),
             evicted: None,
+            evict_cursor: 0,
             cursor: 0,
         }
     }
@@ -971,26 +978,43 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
         before - self.map.len()
     }
 
+    /// Makes room at the cap: the least recently seen hundredth of a table of up to
+    /// [`EVICTION_SAMPLE`] entries goes; in a larger one, the least recently seen fiftieth of
+    /// a sample of that many entries taken in table order from where the last one ended, so
+    /// making room never looks at a whole table of millions. Hash order is unrelated to age,
+    /// so the sample's oldest are among the table's oldest few hundredths.
     fn evict_oldest(&mut self) {
-        let n = (self.cap / 100).max(1);
-        let mut ages: Vec<i64> = self.map.iter().map(|(_, v)| v.last_seen()).collect();
-        let idx = (n - 1).min(ages.len().saturating_sub(1));
-        let (_, cutoff, _) = ages.select_nth_unstable(idx);
-        let cutoff = *cutoff;
-        let mut removed = 0u64;
-        let evicted = &mut self.evicted;
-        self.map.retain(|(k, v)| {
-            if removed < n as u64 && v.last_seen() <= cutoff {
-                removed += 1;
-                if let Some(e) = evicted.as_mut() {
-                    e.push(k.clone());
+        let len = self.map.len();
+        let sample = EVICTION_SAMPLE.min(len);
+        // A hundredth of the cap from the whole table; from a sample, its oldest fiftieth
+        // (looking at fewer entries per entry evicted: the sample costs more per entry than
+        // one pass over the table did).
+        let n = if sample == len {
+            (self.cap / 100).max(1)
+        } else {
+            sample / 50
+        };
+        let mut seen: Vec<(i64, usize)> = Vec::with_capacity(sample);
+        let mut cursor = self.evict_cursor;
+        while seen.len() < sample {
+            let want = sample - seen.len();
+            self.scan_some(&mut cursor, want, |i, _, v| {
+                if seen.len() < sample {
+                    seen.push((v.last_seen(), i));
                 }
-                false
-            } else {
-                true
+            });
+        }
+        self.evict_cursor = cursor;
+        if n < seen.len() {
+            seen.select_nth_unstable(n - 1);
+            seen.truncate(n);
+        }
+        for (_, i) in seen {
+            if let Ok(e) = self.map.get_bucket_entry(i) {
+                let ((k, _), _) = e.remove();
+                self.count(Eviction::Capacity, k);
             }
-        });
-        self.evictions.capacity += removed;
+        }
     }
 }
 
@@ -1237,6 +1261,28 @@ mod tests {
                 compact
             );
         }
+    }
+
+    /// At the cap of a table larger than one sample, what goes is among the least recently
+    /// seen: here, 1,000 new entries into a full table of 100,000 last seen at 0..100,000
+    /// push out entries from its oldest tenth only.
+    #[test]
+    fn a_full_large_table_evicts_from_its_oldest() {
+        let mut t = BoundedTable::new(i64::MAX, i64::MAX, 100_000);
+        t.track_evictions();
+        for i in 0..100_000i64 {
+            t.insert(i, T(0, i));
+        }
+        for i in 100_000..101_000i64 {
+            t.insert(i, T(0, i));
+        }
+        // Room is made a sample's fiftieth at a time, so the table may end a little short.
+        assert!((99_900..=100_000).contains(&t.len()), "{} held", t.len());
+        let gone = t.take_evicted();
+        assert_eq!(gone.len(), 101_000 - t.len());
+        assert_eq!(t.evictions.capacity, gone.len() as u64);
+        let newest = gone.iter().max().copied().unwrap_or(i64::MAX);
+        assert!(newest < 10_000, "an entry last seen at {newest} went");
     }
 
     #[test]
