@@ -2,7 +2,8 @@
 # End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
 # at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed,
 # and event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
-# light load and at about half the measured maximum, and the CPU each consumer spent per event.
+# light load and at about half the measured maximum (with, at the latter, the same load read
+# back with no vigil in between: the broker's share), and the CPU each consumer spent per event.
 # Everything is measured in this one run; the last line is a one-line summary.
 #
 #   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4
@@ -229,8 +230,27 @@ latency_at lat-low 19875 "${LOW_RATE:-1000}" 50
 half=$(( al1_rate / 2 ))
 latency_at lat 19874 "$half" $(( COPIES / 4 > 50 ? COPIES / 4 : 50 ))
 
+# The same load with no vigil in between: a reader takes each input record as it arrives and
+# measures it against the record's own timestamp. What producing, the broker and reading
+# cost at that load on this machine: the floor under the event-to-revocation figure above.
+transit_at() { # name rate copies -> sets t50 t99 t999 tn
+  config "$1" "$p.$1" at-least-once
+  "$bin" bench-latency --brokers "$B" --topic "$p.$1" --idle 4s --deadline 600s >"$work/$1.latency.json" 2>"$work/$1.latency.err" &
+  local reader=$!
+  for _ in $(seq 1 300); do grep -q '^ready' "$work/$1.latency.err" 2>/dev/null && break; sleep 0.1; done
+  "$bin" gen --copies "$3" --brokers "$B" --topic "$p.$1" --spacing-ms 1000 --rate "$2" >/dev/null 2>&1
+  wait "$reader" || true
+  read -r t50 t99 t999 tn < <(python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))["transit"]
+print(t["p50_ms"], t["p99_ms"], t["p999_ms"], t["count"])
+' "$work/$1.latency.json")
+  echo "transit with no vigil at ~$2 events/s offered (hdrhistogram, $tn input records read back against their own timestamps): p50 $t50 ms, p99 $t99 ms, p99.9 $t999 ms"
+}
+transit_at transit "$half" $(( COPIES / 4 > 50 ? COPIES / 4 : 50 ))
+
 ratio=$(python3 -c "print(f'{$al1_rate/$ceiling:.2f}')")
 eos_ratio=$(python3 -c "print(f'{$eos_rate/$ceiling:.2f}')")
 per_session=$(python3 -c "print(round(($rss_restored-$rss_empty)*1024/max($restored_sessions,1)))")
 echo "resident memory per live session: $per_session bytes (RSS ready with $restored_sessions restored sessions, $((rss_restored / 1024)) MiB, minus ready with none, $((rss_empty / 1024)) MiB)"
-echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu"
+echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms transit_p99=${t99}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu"

@@ -166,7 +166,9 @@ undeliverable output); 2 bad flags or config.")]
     },
     /// Read output topics (revocations, alerts) and report event-to-output latency from the
     /// `vigil.source_timestamp` header each output carries: p50/p99/p99.9 (hdrhistogram) of
-    /// when Vigil produced it and of when this reader received it.
+    /// when Vigil produced it and of when this reader received it. Records without the header
+    /// (an input topic) are measured against their own timestamp instead ("transit"): the
+    /// broker's share of the latency at the load being offered.
     #[command(hide = true)]
     BenchLatency {
         /// Bootstrap servers.
@@ -639,6 +641,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
                     "emitted": quantiles(&r.emitted_ms),
                     "received": quantiles(&r.received_ms),
                     "without_header": r.without_header,
+                    "transit": quantiles(&r.transit_ms),
                 })
             );
             Ok(())

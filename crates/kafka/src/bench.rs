@@ -99,6 +99,10 @@ pub struct OutputLatencies {
     pub received_ms: Vec<i64>,
     /// Output records without the source-timestamp header (not counted above).
     pub without_header: u64,
+    /// Per record without that header: when this reader received it minus its own Kafka
+    /// timestamp, ms. Read from an input topic while its load is offered, this is the
+    /// broker's share of the latency alone (produce, store, fetch), with no Vigil between.
+    pub transit_ms: Vec<i64>,
 }
 
 /// Reads every partition of `topics` from the beginning (assigned, not subscribed) until
@@ -171,7 +175,11 @@ pub async fn output_latency(
                         out.emitted_ms.push(ts - src);
                         out.received_ms.push(received - src);
                     }
-                    _ => out.without_header += 1,
+                    (None, Some(ts)) => {
+                        out.without_header += 1;
+                        out.transit_ms.push(received - ts);
+                    }
+                    (_, None) => out.without_header += 1,
                 }
             }
             Ok(Err(e)) => {
