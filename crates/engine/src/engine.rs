@@ -11,7 +11,7 @@ use vigil_model::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::changelog::StateKey;
-use crate::config::{ConfigError, EngineConfig};
+use crate::config::{ConfigError, EngineConfig, HumanDuration};
 use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
@@ -705,7 +705,18 @@ impl Engine {
             if st.revoked || st.ended_at.is_some() {
                 continue;
             }
-            if let Some((limit, ty, why)) = past_lifetime(&self.governance, st, now) {
+            if let Some((limit, ty, went, max)) = past_lifetime(&self.governance, st, now) {
+                let why = if limit == Limit::SessionAge {
+                    format!(
+                        "the session reached {} of age, beyond {max:?}",
+                        human_ms(went)
+                    )
+                } else {
+                    format!(
+                        "the session has been idle {}, beyond {max:?}",
+                        human_ms(went)
+                    )
+                };
                 due.push((id, limit, ty, why));
             } else if let Some(next) = lifetime_due(&self.governance, st) {
                 st.lifetime_due = next;
@@ -1367,7 +1378,7 @@ fn new_period(last_seen: i64, now: i64, every: i64) -> bool {
 fn lifetime_due(g: &GovernanceConfig, st: &SessionState) -> Option<i64> {
     let pol = g.policy(st.identity.unwrap_or(IdentityType::Human));
     // Past a limit means beyond it: a millisecond after `first_seen + max`.
-    let after = |t: i64, max: crate::config::HumanDuration| t.saturating_add(max.ms()) + 1;
+    let after = |t: i64, max: HumanDuration| t.saturating_add(max.ms()) + 1;
     let age = pol.max_session_age.map(|m| after(st.first_seen, m));
     let idle = pol.max_idle.map(|m| after(st.last_seen, m));
     match (age, idle) {
@@ -1376,33 +1387,24 @@ fn lifetime_due(g: &GovernanceConfig, st: &SessionState) -> Option<i64> {
     }
 }
 
-/// The age or idle limit `st` is past at `now`, with its identity type and the reason given.
-fn past_lifetime(
+/// The age or idle limit `st` is past at `now`, if any: the limit, the session's identity
+/// type, how far it went (its age or idle time, ms) and the limit's value.
+pub(crate) fn past_lifetime(
     g: &GovernanceConfig,
     st: &SessionState,
     now: i64,
-) -> Option<(Limit, IdentityType, String)> {
+) -> Option<(Limit, IdentityType, i64, HumanDuration)> {
     let ty = st.identity.unwrap_or(IdentityType::Human);
     let pol = g.policy(ty);
     let (age, idle) = (now - st.first_seen, now - st.last_seen);
     if let Some(max) = pol.max_session_age
         && age > max.ms()
     {
-        let why = format!(
-            "the session reached {} of age, beyond {:?}",
-            human_ms(age),
-            max
-        );
-        Some((Limit::SessionAge, ty, why))
+        Some((Limit::SessionAge, ty, age, max))
     } else if let Some(max) = pol.max_idle
         && idle > max.ms()
     {
-        let why = format!(
-            "the session has been idle {}, beyond {:?}",
-            human_ms(idle),
-            max
-        );
-        Some((Limit::Idle, ty, why))
+        Some((Limit::Idle, ty, idle, max))
     } else {
         None
     }
@@ -1499,19 +1501,27 @@ mod tests {
         parse_record(line.as_bytes(), InputFormat::Native, ctx).expect("valid")
     }
 
+    /// An engine whose sessions expire after 5 idle minutes, holding `n` sessions seen at
+    /// minute 0.
+    fn five_minutes_idle_with(ctx: &AdapterContext, n: usize) -> Engine {
+        let mut cfg = EngineConfig::default();
+        cfg.state.idle_ttl = crate::config::HumanDuration::secs(300);
+        let mut engine = Engine::new(&cfg).expect("valid");
+        let mut out = Output::default();
+        for s in 0..n {
+            engine.process(&event(ctx, s, s, 0), &mut out).expect("ok");
+        }
+        engine
+    }
+
     /// Expiry takes a few entries per event, a chunk at a time, never a whole table at once,
     /// and in the end expires every idle session.
     #[test]
     fn expiry_goes_a_chunk_at_a_time_then_expires_everything_idle() {
         let ctx = AdapterContext::new(b"k");
-        let mut cfg = EngineConfig::default();
-        cfg.state.idle_ttl = crate::config::HumanDuration::secs(300);
-        let mut engine = Engine::new(&cfg).expect("valid");
-        let mut out = Output::default();
         let n = 10_000;
-        for s in 0..n {
-            engine.process(&event(&ctx, s, s, 0), &mut out).expect("ok");
-        }
+        let mut engine = five_minutes_idle_with(&ctx, n);
+        let mut out = Output::default();
         assert_eq!(engine.live_sessions(), n);
         // Events from one session, from 6 minutes on: the others are idle, and no event
         // expires more than the chunk its predecessors paid for.
@@ -1758,13 +1768,8 @@ mod tests {
     #[test]
     fn ticks_expire_idle_state() {
         let ctx = AdapterContext::new(b"k");
-        let mut cfg = EngineConfig::default();
-        cfg.state.idle_ttl = crate::config::HumanDuration::secs(300);
-        let mut engine = Engine::new(&cfg).expect("valid");
+        let mut engine = five_minutes_idle_with(&ctx, 1000);
         let mut out = Output::default();
-        for s in 0..1000 {
-            engine.process(&event(&ctx, s, s, 0), &mut out).expect("ok");
-        }
         let now = 1_714_550_400_000i64 + 10 * 60_000;
         engine.on_tick(now, &mut out);
         assert_eq!(engine.live_sessions(), 0);

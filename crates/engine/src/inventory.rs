@@ -7,7 +7,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use vigil_model::IdentityType;
 
-use crate::engine::{Engine, Limit};
+use crate::engine::{Engine, past_lifetime};
 use crate::governance::GovernanceConfig;
 use crate::state::{SessionState, hash_str};
 
@@ -132,20 +132,9 @@ fn status(st: &SessionState) -> &'static str {
     }
 }
 
-/// The limit a live session is past at `now`, if any.
+/// The rule a live session's age or idle limit names, if it is past it at `now`.
 fn past_policy(g: &GovernanceConfig, st: &SessionState, now: i64) -> Option<&'static str> {
-    let ty = st.identity.unwrap_or(IdentityType::Human);
-    let pol = g.policy(ty);
-    if pol
-        .max_session_age
-        .is_some_and(|m| now - st.first_seen > m.ms())
-    {
-        return Some(Limit::SessionAge.rule(ty));
-    }
-    if pol.max_idle.is_some_and(|m| now - st.last_seen > m.ms()) {
-        return Some(Limit::Idle.rule(ty));
-    }
-    None
+    past_lifetime(g, st, now).map(|(limit, ty, ..)| limit.rule(ty))
 }
 
 impl Engine {

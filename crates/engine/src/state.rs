@@ -887,7 +887,13 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
         }
     }
 
-    fn count(&mut self, why: Eviction, key: K) {
+    /// Removes the entry in bucket `i` (a scan's index: removing an entry leaves every other
+    /// in its bucket, so a scan's indexes stay good) and counts it as evicted for `why`.
+    fn evict_at(&mut self, i: usize, why: Eviction) {
+        let Ok(e) = self.map.get_bucket_entry(i) else {
+            return;
+        };
+        let ((key, _), _) = e.remove();
         match why {
             Eviction::Absolute => self.evictions.absolute += 1,
             Eviction::Idle => self.evictions.idle += 1,
@@ -912,12 +918,8 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
             }
         });
         self.cursor = cursor;
-        // Removing an entry leaves every other in its bucket, so the indexes stay good.
         for (i, why) in gone {
-            if let Ok(e) = self.map.get_bucket_entry(i) {
-                let ((k, _), _) = e.remove();
-                self.count(why, k);
-            }
+            self.evict_at(i, why);
         }
         (spent, done)
     }
@@ -1010,10 +1012,7 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
             seen.truncate(n);
         }
         for (_, i) in seen {
-            if let Ok(e) = self.map.get_bucket_entry(i) {
-                let ((k, _), _) = e.remove();
-                self.count(Eviction::Capacity, k);
-            }
+            self.evict_at(i, Eviction::Capacity);
         }
     }
 }
