@@ -2,8 +2,10 @@
 # End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
 # at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed,
 # and event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
-# light load and at about half the measured maximum (with, at the latter, the same load read
-# back with no vigil in between: the broker's share), and the CPU each consumer spent per event.
+# light load and at about half the measured maximum (with, at the latter, the input read by a
+# second reader beside vigil and the revocations' own leg from vigil's producer to the reader:
+# the broker's share under that load; then the same load read back with no vigil at all), the
+# rate the load generator actually offered, and the CPU each consumer spent per event.
 # Everything is measured in this one run; the last line is a one-line summary.
 #
 #   benches/e2e.sh                 # COPIES=2000 story copies (~190k events), PARTITIONS=4
@@ -193,37 +195,49 @@ latency_at() { # name port rate copies -> sets p50 p99 p999 revn e50 e99 d50 d99
   [ -z "${rss_empty:-}" ] && rss_empty=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   "$bin" bench-latency --brokers "$B" --topic "$p-$1.revocations" --idle 4s --deadline 600s >"$work/$1.latency.json" 2>"$work/$1.latency.err" &
   local reader=$!
-  for _ in $(seq 1 300); do grep -q '^ready' "$work/$1.latency.err" 2>/dev/null && break; sleep 0.1; done
-  "$bin" gen --copies "$4" --brokers "$B" --topic "$p.$1" --spacing-ms 1000 --rate "$3" >/dev/null 2>&1
+  # Beside vigil, a second reader takes the input records as they arrive: what the broker
+  # path costs under this load, with vigil's own producing and fetching on the same broker.
+  "$bin" bench-latency --brokers "$B" --topic "$p.$1" --idle 4s --deadline 600s >"$work/$1.input.json" 2>"$work/$1.input.err" &
+  local side=$!
+  for _ in $(seq 1 300); do grep -q '^ready' "$work/$1.latency.err" 2>/dev/null && grep -q '^ready' "$work/$1.input.err" 2>/dev/null && break; sleep 0.1; done
+  "$bin" gen --copies "$4" --brokers "$B" --topic "$p.$1" --spacing-ms 1000 --rate "$3" >/dev/null 2>"$work/$1.gen.err"
+  offered=$(sed -n 's/.* (\([0-9]*\) records\/s; requested .*, at most \([0-9]*\) ms behind it).*/\1 records\/s, at most \2 ms behind the requested rate/p' "$work/$1.gen.err")
   wait "$reader" || true
+  wait "$side" || true
   sleep 0.5
-  read -r d50 d99 d999 latn < <(curl -s "127.0.0.1:$2/metrics" | python3 -c '
+  read -r d50 d99 d999 latn w50 w99 w999 < <(curl -s "127.0.0.1:$2/metrics" | python3 -c '
 import sys, re
-b = []
-for l in sys.stdin:
-    m = re.match(r"vigil_processing_latency_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)", l)
-    if m: b.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), int(m.group(2))))
-total = b[-1][1]
-def q(p):
-    want = p * total
-    lo_le, lo_n = 0.0, 0
-    for le, n in b:
-        if n >= want:
-            if le == float("inf"): return lo_le * 1000
-            frac = (want - lo_n) / (n - lo_n) if n > lo_n else 1
-            return (lo_le + frac * (le - lo_le)) * 1000
-        lo_le, lo_n = le, n
-print(f"{q(0.5):.1f} {q(0.99):.1f} {q(0.999):.1f} {total}")
+text = sys.stdin.read()
+def quantiles(name):
+    b = [(float("inf") if le == "+Inf" else float(le), int(n))
+         for le, n in re.findall(r"^vigil_" + name + r"_bucket\{le=\"([^\"]+)\"\} (\d+)$", text, re.M)]
+    total = b[-1][1]
+    def q(p):
+        want = p * total
+        lo_le, lo_n = 0.0, 0
+        for le, n in b:
+            if n >= want:
+                if le == float("inf"): return lo_le * 1000
+                frac = (want - lo_n) / (n - lo_n) if n > lo_n else 1
+                return (lo_le + frac * (le - lo_le)) * 1000
+            lo_le, lo_n = le, n
+    return q(0.5), q(0.99), q(0.999), total
+d, w = quantiles("processing_latency_seconds"), quantiles("internal_latency_seconds")
+print(f"{d[0]:.1f} {d[1]:.1f} {d[2]:.1f} {d[3]} {w[0]:.2f} {w[1]:.2f} {w[2]:.2f}")
 ')
   stop_run "$pid"
-  read -r p50 p99 p999 revn e50 e99 < <(python3 -c '
+  read -r p50 p99 p999 revn e50 e99 o50 o99 i50 i99 i999 < <(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-rc, em = r["received"], r["emitted"]
-print(rc["p50_ms"], rc["p99_ms"], rc["p999_ms"], rc["count"], em["p50_ms"], em["p99_ms"])
-' "$work/$1.latency.json")
-  echo "event-to-revocation latency at ~$3 events/s offered (hdrhistogram, $revn revocations read back from the topic): p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms (produced by vigil: p50 $e50 ms, p99 $e99 ms)"
-  echo "record-to-decision latency inside vigil at ~$3 events/s offered: p50 $d50 ms, p99 $d99 ms, p99.9 $d999 ms over $latn records (Prometheus buckets, interpolated)"
+rc, em, out = r["received"], r["emitted"], r["output"]
+i = json.load(open(sys.argv[2]))["transit"]
+print(rc["p50_ms"], rc["p99_ms"], rc["p999_ms"], rc["count"], em["p50_ms"], em["p99_ms"], out["p50_ms"], out["p99_ms"], i["p50_ms"], i["p99_ms"], i["p999_ms"])
+' "$work/$1.latency.json" "$work/$1.input.json")
+  echo "load offered at ~$3 events/s requested: ${offered:-rate not reported}"
+  echo "event-to-revocation latency at ~$3 events/s offered (hdrhistogram, $revn revocations read back from the topic): p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms (produced by vigil: p50 $e50 ms, p99 $e99 ms; from its production to the reader: p50 $o50 ms, p99 $o99 ms)"
+  echo "record-to-decision latency at ~$3 events/s offered (from each input record's timestamp): p50 $d50 ms, p99 $d99 ms, p99.9 $d999 ms over $latn records (Prometheus buckets, interpolated)"
+  echo "inside vigil at ~$3 events/s offered (from the consumer loop to the decision): p50 $w50 ms, p99 $w99 ms, p99.9 $w999 ms (Prometheus buckets, interpolated)"
+  echo "input transit beside vigil at ~$3 events/s offered (a second reader of the input topic, each record against its own timestamp): p50 $i50 ms, p99 $i99 ms, p99.9 $i999 ms"
 }
 
 # A light load first (LOW_RATE, default 1000 events/s), then about half the measured
@@ -258,4 +272,4 @@ ratio=$(python3 -c "print(f'{$al1_rate/$ceiling:.2f}')")
 eos_ratio=$(python3 -c "print(f'{$eos_rate/$ceiling:.2f}')")
 per_session=$(python3 -c "print(round(($rss_restored-$rss_empty)*1024/max($restored_sessions,1)))")
 echo "resident memory per live session: $per_session bytes (RSS ready with $restored_sessions restored sessions, $((rss_restored / 1024)) MiB, minus ready with none, $((rss_empty / 1024)) MiB)"
-echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms transit_p99=${t99}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu"
+echo "SUMMARY events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms transit_p99=${t99}ms input_p99=${i99}ms output_p99=${o99}ms inside_p99=${w99}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu"

@@ -40,6 +40,8 @@ def main():
     latency = [("p50", num("p50")), ("p99", num("p99")), ("p99.9", num("p999"))]
     if "transit_p99" in f:  # the same load read back with no vigil in between
         latency.append(("p99 no vigil", num("transit_p99")))
+    if "input_p99" in f:  # the input read beside vigil: the broker's share under its load
+        latency.append(("p99 input leg", num("input_p99")))
     parts += bars(410, 40, 330, 200, "Event-to-revocation latency at half load", "ms", latency)
     parts.append(f'<text x="30" y="290" font-size="11">benches/e2e.sh, {f["events"]} events; ratio at-least-once/ceiling {f["ratio"]}</text>')
     parts.append("</svg>")

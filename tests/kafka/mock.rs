@@ -190,6 +190,18 @@ fn detection_and_dead_letters_over_the_mock_cluster() {
         assert_eq!(dead[1].raw, poison[1].1, "the original bytes are kept");
         assert!(!String::from_utf8_lossy(&dead[2].raw).contains("SECRET-RAW-TOKEN"), "secret fields are redacted");
         assert_eq!(metrics.rejected_total(), 3);
+        // Every record read is timed from its arrival in the consumer loop to its decision,
+        // a share of the time since it was produced.
+        let read: u64 = (0..3).map(|p| metrics.events.with_label_values(&[&input, &p.to_string()]).get()).sum();
+        assert!(read > 0);
+        assert_eq!(metrics.internal_latency.get_sample_count(), read);
+        assert_eq!(metrics.latency.get_sample_count(), read);
+        assert!(
+            metrics.internal_latency.get_sample_sum() < metrics.latency.get_sample_sum(),
+            "inside {} s of {} s since produced",
+            metrics.internal_latency.get_sample_sum(),
+            metrics.latency.get_sample_sum()
+        );
         drop(mock);
     });
 }

@@ -115,11 +115,17 @@ pub fn run(args: &GenArgs) -> Result<()> {
             wait_ready(&ready)?;
         }
         let started = std::time::Instant::now();
+        // How far the producing fell behind the requested rate: when this grows, the rate
+        // offered was less than the rate asked for, and each record's timestamp (taken when
+        // it is handed to the producer) is later than its turn.
+        let mut behind = Duration::ZERO;
         for (i, r) in records.iter().enumerate() {
             if args.rate > 0 {
                 let due = Duration::from_secs_f64(i as f64 / f64::from(args.rate));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
+                let elapsed = started.elapsed();
+                match due.checked_sub(elapsed) {
+                    Some(wait) => std::thread::sleep(wait),
+                    None => behind = behind.max(elapsed - due),
                 }
             }
             let mut rec = FutureRecord::to(&args.topic)
@@ -136,11 +142,22 @@ pub fn run(args: &GenArgs) -> Result<()> {
             }
         }
         producer.flush(Duration::from_secs(60))?;
+        let secs = started.elapsed().as_secs_f64();
+        let offered = if args.rate > 0 {
+            format!(
+                "; requested {}/s, at most {} ms behind it",
+                args.rate,
+                behind.as_millis()
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "vigil gen: produced {} records for {} sessions to {}",
+            "vigil gen: produced {} records for {} sessions to {} in {secs:.3} s ({:.0} records/s{offered})",
             records.len(),
             labels.len(),
-            args.topic
+            args.topic,
+            records.len() as f64 / secs.max(1e-9),
         );
         return Ok(());
     }

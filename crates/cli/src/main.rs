@@ -640,6 +640,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
                 serde_json::json!({
                     "emitted": quantiles(&r.emitted_ms),
                     "received": quantiles(&r.received_ms),
+                    "output": quantiles(&r.output_ms),
                     "without_header": r.without_header,
                     "transit": quantiles(&r.transit_ms),
                 })

@@ -97,6 +97,9 @@ pub struct OutputLatencies {
     /// Per output record: when this reader received it (wall clock) minus the source
     /// record's timestamp, ms. Meaningful when the reader runs while the load is offered.
     pub received_ms: Vec<i64>,
+    /// Per output record: when this reader received it minus its own Kafka timestamp, ms:
+    /// the output's leg alone (Vigil's producer queue, the broker, this reader's fetch).
+    pub output_ms: Vec<i64>,
     /// Output records without the source-timestamp header (not counted above).
     pub without_header: u64,
     /// Per record without that header: when this reader received it minus its own Kafka
@@ -174,6 +177,7 @@ pub async fn output_latency(
                     (Some(src), Some(ts)) => {
                         out.emitted_ms.push(ts - src);
                         out.received_ms.push(received - src);
+                        out.output_ms.push(received - ts);
                     }
                     (None, Some(ts)) => {
                         out.without_header += 1;

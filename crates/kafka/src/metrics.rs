@@ -44,6 +44,9 @@ pub struct Metrics {
     pub restoring: IntGauge,
     /// Seconds from the record's Kafka timestamp to its decision.
     pub latency: Histogram,
+    /// Seconds from the record's arrival in the consumer loop to its decision: Vigil's own
+    /// share of `latency` (the rest is the producer, the broker and the fetch).
+    pub internal_latency: Histogram,
     /// Offset commits, by result.
     pub commits: IntCounterVec,
     /// Set when the consumer has an assignment and no partition is restoring.
@@ -146,6 +149,20 @@ impl Metrics {
                 ]),
             ),
         );
+        let internal_latency = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "internal_latency_seconds",
+                    "Seconds from a record's arrival in Vigil's consumer loop to its decision: \
+                     Vigil's own share of processing_latency_seconds.",
+                )
+                .buckets(vec![
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0,
+                ]),
+            ),
+        );
         let sign_failures = counter(
             "set_sign_failures_total",
             "Revocations whose signing failed and that were sent unsigned.",
@@ -173,6 +190,7 @@ impl Metrics {
             restored_records,
             restoring,
             latency,
+            internal_latency,
             commits,
             ready: Arc::new(AtomicBool::new(false)),
             assigned,
@@ -235,7 +253,7 @@ impl Metrics {
     /// has a sample yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let all: [&dyn Collector; 17] = [
+        let all: [&dyn Collector; 18] = [
             &self.events,
             &self.rejections,
             &self.findings,
@@ -248,6 +266,7 @@ impl Metrics {
             &self.restored_records,
             &self.restoring,
             &self.latency,
+            &self.internal_latency,
             &self.commits,
             &self.assigned,
             &self.sign_failures,

@@ -570,6 +570,7 @@ pub async fn run(
                 let mut next = Some(msg);
                 let mut failure = None;
                 let mut taken = 0usize;
+                let arrived = std::time::Instant::now();
                 while let Some(msg) = next.take() {
                     let m = match msg {
                         Ok(m) => m,
@@ -586,7 +587,7 @@ pub async fn run(
                     }
                     // A partition that is not ours (any more) is consumed by its owner.
                     if let Some(tx) = cache.get(&m.partition()) {
-                        let rec = incoming(&m, &mut topic_names);
+                        let rec = incoming(&m, &mut topic_names, arrived);
                         match batches.iter_mut().find(|(p, t, _)| *p == rec.partition && t.same_channel(tx)) {
                             Some((_, _, recs)) => recs.push(rec),
                             None => batches.push((rec.partition, tx.clone(), vec![rec])),
@@ -650,7 +651,11 @@ async fn ready_now<F: Future>(f: F) -> Option<F::Output> {
 }
 
 /// A consumed record copied out of the consumer's buffer for its partition task.
-fn incoming<M: Message>(m: &M, topic_names: &mut BTreeMap<String, Arc<str>>) -> Incoming {
+fn incoming<M: Message>(
+    m: &M,
+    topic_names: &mut BTreeMap<String, Arc<str>>,
+    arrived: std::time::Instant,
+) -> Incoming {
     let topic = match topic_names.get(m.topic()) {
         Some(t) => t.clone(),
         None => topic_names
@@ -668,6 +673,7 @@ fn incoming<M: Message>(m: &M, topic_names: &mut BTreeMap<String, Arc<str>>) -> 
         broadcast: m.headers().is_some_and(|h| {
             rdkafka::message::Headers::iter(h).any(|x| x.key == crate::worker::BROADCAST_HEADER)
         }),
+        arrived,
     }
 }
 

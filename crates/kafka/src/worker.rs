@@ -76,6 +76,9 @@ pub struct Incoming {
     pub timestamp_ms: Option<i64>,
     /// Whether this is a broadcast copy ([`BROADCAST_HEADER`]).
     pub broadcast: bool,
+    /// When the consumer loop took it from the consumer (for
+    /// [`Metrics::internal_latency`](crate::metrics::Metrics)).
+    pub arrived: std::time::Instant,
 }
 
 /// What a partition task reports at a flush: the next offset to commit per input topic.
@@ -383,6 +386,10 @@ impl Task {
                 .latency
                 .observe(((now - ts).max(0) as f64) / 1000.0);
         }
+        self.shared
+            .metrics
+            .internal_latency
+            .observe(r.arrived.elapsed().as_secs_f64());
         self.next_offsets.insert(r.topic, r.offset + 1);
         Ok(())
     }
