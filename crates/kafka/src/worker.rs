@@ -418,14 +418,16 @@ impl Task {
                 .alerts
                 .with_label_values(&[a.action.as_str()])
                 .inc();
-            let body = a.to_ocsf(env!("CARGO_PKG_VERSION")).to_string();
+            // Serialised straight into bytes: no tree, no second copy through `Display`.
+            let body = serde_json::to_vec(&a.to_ocsf(env!("CARGO_PKG_VERSION")))
+                .expect("an OCSF finding serialises");
             let headers = source_ts
                 .is_some()
                 .then(|| source_header(OwnedHeaders::new()));
             self.send(
                 Out::Alerts,
                 a.subject.session_id.as_bytes(),
-                Some(body.as_bytes()),
+                Some(&body),
                 headers,
                 None,
             )
@@ -433,7 +435,7 @@ impl Task {
         }
         for rv in outputs.revocations.drain(..) {
             self.shared.metrics.revocations.inc();
-            let claims = rv.to_set(&self.shared.issuer, &self.shared.audience, now / 1000);
+            let claims = rv.set_claims(&self.shared.issuer, &self.shared.audience, now / 1000);
             let signed = self.shared.signer.as_ref().and_then(|s| {
                 s.sign(&claims)
                     .map_err(|e| {
@@ -445,8 +447,11 @@ impl Task {
                     .ok()
             });
             let (body, ctype) = match signed {
-                Some(jws) => (jws, "application/secevent+jwt"),
-                None => (claims.to_string(), "application/json"),
+                Some(jws) => (jws.into_bytes(), "application/secevent+jwt"),
+                None => (
+                    serde_json::to_vec(&claims).expect("SET claims serialise"),
+                    "application/json",
+                ),
             };
             let headers = source_header(
                 OwnedHeaders::new()
@@ -462,7 +467,7 @@ impl Task {
             self.send(
                 Out::Revocations,
                 rv.subject.session_id.as_bytes(),
-                Some(body.as_bytes()),
+                Some(&body),
                 Some(headers),
                 None,
             )

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::{SessionEvent, SourceFormat};
@@ -641,37 +641,140 @@ impl Revocation {
         }
     }
 
-    /// The revocation as SET claims (RFC 8417, OpenID SSF 1.0, CAEP `session-revoked`).
-    /// `iat` is the issue time in epoch seconds, supplied by the caller.
+    /// The revocation as SET claims (RFC 8417, OpenID SSF 1.0, CAEP `session-revoked`), as a
+    /// JSON tree. `iat` is the issue time in epoch seconds, supplied by the caller.
     pub fn to_set(&self, issuer: &str, audience: &str, iat: i64) -> Value {
-        let mut sub = serde_json::Map::new();
-        sub.insert("format".into(), json!("complex"));
-        sub.insert(
-            "session".into(),
-            json!({ "format": "opaque", "id": self.subject.session_id }),
-        );
-        sub.insert(
-            "user".into(),
-            json!({ "format": "opaque", "id": self.subject.user_id }),
-        );
-        if let Some(t) = &self.subject.tenant {
-            sub.insert("tenant".into(), json!({ "format": "opaque", "id": t }));
+        serde_json::to_value(self.set_claims(issuer, audience, iat))
+            .expect("SET claims are strings and integers")
+    }
+
+    /// The same claims as [`Revocation::to_set`], serialised straight from the revocation
+    /// (no tree built first): what `vigil run` writes and signs for each revocation.
+    pub fn set_claims<'a>(&'a self, issuer: &'a str, audience: &'a str, iat: i64) -> SetClaims<'a> {
+        SetClaims {
+            revocation: self,
+            issuer,
+            audience,
+            iat,
         }
-        json!({
-            "iss": issuer,
-            "iat": iat,
-            "jti": self.id,
-            "aud": audience,
-            "txn": self.source_id,
-            "sub_id": Value::Object(sub),
-            "events": {
-                CAEP_SESSION_REVOKED: {
-                    "initiating_entity": "policy",
-                    "reason_admin": { "en": self.reason_admin },
-                    "reason_user": { "en": self.reason_user },
-                    "event_timestamp": self.event_time_ms.div_euclid(1000),
-                }
+    }
+}
+
+/// A [`Revocation`]'s SET claims, written in the key order of a JSON tree's `to_string` (keys
+/// sorted), so the bytes are those [`Revocation::to_set`] gives.
+#[derive(Debug, Clone, Copy)]
+pub struct SetClaims<'a> {
+    revocation: &'a Revocation,
+    issuer: &'a str,
+    audience: &'a str,
+    iat: i64,
+}
+
+impl Serialize for SetClaims<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// `{"format":"opaque","id":...}`
+        struct Opaque<'a>(&'a str);
+        impl Serialize for Opaque<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("format", "opaque")?;
+                m.serialize_entry("id", self.0)?;
+                m.end()
             }
-        })
+        }
+        /// `{"en":...}`
+        struct En<'a>(&'a str);
+        impl Serialize for En<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("en", self.0)?;
+                m.end()
+            }
+        }
+        struct SubId<'a>(&'a Subject);
+        impl Serialize for SubId<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("format", "complex")?;
+                m.serialize_entry("session", &Opaque(&self.0.session_id))?;
+                if let Some(t) = &self.0.tenant {
+                    m.serialize_entry("tenant", &Opaque(t))?;
+                }
+                m.serialize_entry("user", &Opaque(&self.0.user_id))?;
+                m.end()
+            }
+        }
+        struct Revoked<'a>(&'a Revocation);
+        impl Serialize for Revoked<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(4))?;
+                m.serialize_entry("event_timestamp", &self.0.event_time_ms.div_euclid(1000))?;
+                m.serialize_entry("initiating_entity", "policy")?;
+                m.serialize_entry("reason_admin", &En(&self.0.reason_admin))?;
+                m.serialize_entry("reason_user", &En(&self.0.reason_user))?;
+                m.end()
+            }
+        }
+        struct Events<'a>(&'a Revocation);
+        impl Serialize for Events<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(CAEP_SESSION_REVOKED, &Revoked(self.0))?;
+                m.end()
+            }
+        }
+        let r = self.revocation;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("aud", self.audience)?;
+        m.serialize_entry("events", &Events(r))?;
+        m.serialize_entry("iat", &self.iat)?;
+        m.serialize_entry("iss", self.issuer)?;
+        m.serialize_entry("jti", &r.id)?;
+        m.serialize_entry("sub_id", &SubId(&r.subject))?;
+        m.serialize_entry("txn", &r.source_id)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocation(tenant: Option<&str>) -> Revocation {
+        Revocation {
+            id: "rv-1".into(),
+            subject: Subject {
+                session_id: "s-\"quoted\"".into(),
+                user_id: "alice@example.com".into(),
+                tenant: tenant.map(Into::into),
+            },
+            event_time_ms: 1_700_000_123_456,
+            reason_admin: "Session used from two countries at once".into(),
+            reason_user: "Please sign in again.".into(),
+            detectors: vec!["concurrent_use"],
+            source_id: "evt-9".into(),
+        }
+    }
+
+    /// The SET's bytes as published, pinned: enforcement services and SIEM parsers read them.
+    #[test]
+    fn set_claims_are_written_as_pinned() {
+        let with_tenant = r#"{"aud":"https://rp.example","events":{"https://schemas.openid.net/secevent/caep/event-type/session-revoked":{"event_timestamp":1700000123,"initiating_entity":"policy","reason_admin":{"en":"Session used from two countries at once"},"reason_user":{"en":"Please sign in again."}}},"iat":1700000200,"iss":"https://vigil.example/","jti":"rv-1","sub_id":{"format":"complex","session":{"format":"opaque","id":"s-\"quoted\""},"tenant":{"format":"opaque","id":"t-1"},"user":{"format":"opaque","id":"alice@example.com"}},"txn":"evt-9"}"#;
+        let without_tenant = with_tenant.replace(r#""tenant":{"format":"opaque","id":"t-1"},"#, "");
+        for (tenant, want) in [(Some("t-1"), with_tenant), (None, without_tenant.as_str())] {
+            let r = revocation(tenant);
+            let claims = r.set_claims(
+                "https://vigil.example/",
+                "https://rp.example",
+                1_700_000_200,
+            );
+            assert_eq!(serde_json::to_string(&claims).expect("serialises"), want);
+            let tree = r.to_set(
+                "https://vigil.example/",
+                "https://rp.example",
+                1_700_000_200,
+            );
+            assert_eq!(tree.to_string(), want);
+        }
     }
 }

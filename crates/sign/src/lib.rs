@@ -214,13 +214,17 @@ impl SetSigner {
         }
     }
 
-    /// Signs the claims as a compact JWS.
-    pub fn sign(&self, claims: &Value) -> Result<String, SignError> {
+    /// Signs the claims (a JSON tree, or anything that serialises to a JSON object) as a
+    /// compact JWS.
+    pub fn sign<T: serde::Serialize + ?Sized>(&self, claims: &T) -> Result<String, SignError> {
         let header = json!({ "alg": self.alg().name(), "typ": "secevent+jwt", "kid": self.kid });
+        let claims = serde_json::to_vec(claims).map_err(|e| SignError {
+            reason: format!("claims do not serialise: {e}"),
+        })?;
         let mut out = String::new();
         URL_SAFE_NO_PAD.encode_string(header.to_string(), &mut out);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(claims.to_string(), &mut out);
+        URL_SAFE_NO_PAD.encode_string(claims, &mut out);
         let sig = match &self.key {
             Key::Es256(k) => {
                 let sig: Signature = k.sign(out.as_bytes());
