@@ -378,6 +378,7 @@ impl Task {
             }
             Ok(()) => {}
         }
+        // The decision's instant, also what Vigil's own share is measured to.
         self.last_event = std::time::Instant::now();
         let now = self.emit(r.timestamp_ms).await?;
         if let Some(ts) = r.timestamp_ms {
@@ -386,10 +387,11 @@ impl Task {
                 .latency
                 .observe(((now - ts).max(0) as f64) / 1000.0);
         }
-        self.shared
-            .metrics
-            .internal_latency
-            .observe(r.arrived.elapsed().as_secs_f64());
+        self.shared.metrics.internal_latency.observe(
+            self.last_event
+                .saturating_duration_since(r.arrived)
+                .as_secs_f64(),
+        );
         self.next_offsets.insert(r.topic, r.offset + 1);
         Ok(())
     }

@@ -682,12 +682,12 @@ impl Serialize for SetClaims<'_> {
                 m.end()
             }
         }
-        /// `{"en":...}`
-        struct En<'a>(&'a str);
-        impl Serialize for En<'_> {
+        /// `{key: value}`
+        struct One<V>(&'static str, V);
+        impl<V: Serialize> Serialize for One<V> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("en", self.0)?;
+                m.serialize_entry(self.0, &self.1)?;
                 m.end()
             }
         }
@@ -710,23 +710,15 @@ impl Serialize for SetClaims<'_> {
                 let mut m = s.serialize_map(Some(4))?;
                 m.serialize_entry("event_timestamp", &self.0.event_time_ms.div_euclid(1000))?;
                 m.serialize_entry("initiating_entity", "policy")?;
-                m.serialize_entry("reason_admin", &En(&self.0.reason_admin))?;
-                m.serialize_entry("reason_user", &En(&self.0.reason_user))?;
-                m.end()
-            }
-        }
-        struct Events<'a>(&'a Revocation);
-        impl Serialize for Events<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry(CAEP_SESSION_REVOKED, &Revoked(self.0))?;
+                m.serialize_entry("reason_admin", &One("en", &self.0.reason_admin))?;
+                m.serialize_entry("reason_user", &One("en", &self.0.reason_user))?;
                 m.end()
             }
         }
         let r = self.revocation;
         let mut m = s.serialize_map(Some(7))?;
         m.serialize_entry("aud", self.audience)?;
-        m.serialize_entry("events", &Events(r))?;
+        m.serialize_entry("events", &One(CAEP_SESSION_REVOKED, Revoked(r)))?;
         m.serialize_entry("iat", &self.iat)?;
         m.serialize_entry("iss", self.issuer)?;
         m.serialize_entry("jti", &r.id)?;

@@ -267,13 +267,12 @@ impl SetSigner {
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(claims, &mut out);
         let sig = match &self.key {
-            Key::Es256(k) => k.sign(out.as_bytes()).map_err(|e| SignError {
-                reason: e.to_string(),
-            })?,
-            Key::Rs256(k) => rs256_sign(k, out.as_bytes()).map_err(|e| SignError {
-                reason: e.to_string(),
-            })?,
-        };
+            Key::Es256(k) => k.sign(out.as_bytes()),
+            Key::Rs256(k) => rs256_sign(k, out.as_bytes()),
+        }
+        .map_err(|e| SignError {
+            reason: e.to_string(),
+        })?;
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(sig, &mut out);
         Ok(out)
