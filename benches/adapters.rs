@@ -41,5 +41,39 @@ fn adapters(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, adapters);
+/// Parse throughput on the vendor fixtures (`tests/data/vendor`): records shaped as Okta's
+/// System Log API and Entra's sign-in export return them, with the members the generated
+/// records leave out (request chains, device details, policies), read over and over.
+fn vendor(c: &mut Criterion) {
+    let ctx = AdapterContext::new(b"bench-key");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/vendor");
+    for (name, file, input) in [
+        ("okta", "okta-system-log.jsonl", InputFormat::Okta),
+        ("entra", "entra-signin.jsonl", InputFormat::Entra),
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("vendor fixture");
+        let lines: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+        let bytes: usize = lines.iter().map(|l| l.len()).sum();
+        let mut g = c.benchmark_group(format!("parse_vendor/{name}"));
+        g.throughput(Throughput::Elements(lines.len() as u64));
+        g.bench_function("events", |b| {
+            b.iter(|| {
+                for l in &lines {
+                    let _ = std::hint::black_box(parse_record(l, input, &ctx));
+                }
+            })
+        });
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function("bytes", |b| {
+            b.iter(|| {
+                for l in &lines {
+                    let _ = std::hint::black_box(parse_record(l, input, &ctx));
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, adapters, vendor);
 criterion_main!(benches);

@@ -210,6 +210,78 @@ fn records_read_from_text_give_what_whole_trees_give() {
     assert!(n > 500, "{n} readings");
 }
 
+/// The adapters read records through a tree that leaves out every member whose key no
+/// adapter reads (`json::read_by_adapters`): every key name the adapters' source names must
+/// be on that list. Every identifier-like string literal in the adapters is taken for a key
+/// unless it is one of the values below (event types, target types, format names, JSON type
+/// names), so a new lookup fails here until its key is listed.
+#[test]
+fn every_key_the_adapters_name_is_kept_in_the_tree_they_read() {
+    use vigil_model::adapters::json::read_by_adapters;
+    const VALUES: [&str; 30] = [
+        "ALLOW",
+        "AppInstance",
+        "AuditLogs",
+        "ManagedIdentitySignInLogs",
+        "MicrosoftServicePrincipalSignInLogs",
+        "PublicClientApp",
+        "SUCCESS",
+        "ServicePrincipalSignInLogs",
+        "SignInLogs",
+        "UNKNOWN",
+        "User",
+        "access_token",
+        "array",
+        "auto",
+        "boolean",
+        "entra",
+        "false",
+        "fuzz",
+        "id_token",
+        "native",
+        "none",
+        "null",
+        "object",
+        "ocsf",
+        "okta",
+        "refresh_token",
+        "refreshtoken",
+        "string",
+        "true",
+        "unknown",
+    ];
+    let dir = format!("{}/src/adapters", env!("CARGO_MANIFEST_DIR"));
+    let mut keys = 0;
+    for file in ["mod.rs", "native.rs", "okta.rs", "entra.rs", "ocsf.rs"] {
+        let src = std::fs::read_to_string(format!("{dir}/{file}"))
+            .expect("adapter source")
+            .replace("\\\"", "");
+        for lit in src.split('"').skip(1).step_by(2) {
+            let ident = lit.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && lit.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ident || VALUES.contains(&lit) {
+                continue;
+            }
+            assert!(
+                read_by_adapters(lit),
+                "{file} names \"{lit}\": add it to json::read_by_adapters (or, if it is a value and not a key, to VALUES here)"
+            );
+            keys += 1;
+        }
+    }
+    assert!(keys > 150, "{keys} key names found");
+    // A key no adapter reads is left out, at any depth; the others are kept.
+    let tree = vigil_model::adapters::json::Value::parse_record(
+        r#"{"eventType":"x","displayMessage":"y","client":{"zone":"z","ipAddress":"1.2.3.4"}}"#,
+    )
+    .expect("json");
+    assert!(tree.get("displayMessage").is_none());
+    assert!(tree.get("eventType").is_some());
+    let client = tree.get("client").expect("client");
+    assert!(client.get("zone").is_none());
+    assert!(client.get("ipAddress").is_some());
+}
+
 fn collect_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<String>) {
     out.push(if prefix.is_empty() {
         String::new()

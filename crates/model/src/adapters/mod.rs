@@ -126,7 +126,7 @@ pub fn parse_record(
     if native_candidate && let Some(ev) = native::parse_fast(text, ctx) {
         return Ok(ev);
     }
-    let value = Value::parse(text).map_err(|e| {
+    let value = Value::parse_record(text).map_err(|e| {
         Rejection::new(
             RejectReason::MalformedJson,
             format!("record is not valid JSON: {e}"),
