@@ -391,10 +391,16 @@ impl Engine {
         self.apply_policy(ev, &findings, out);
         self.findings = findings;
         self.govern(ev, new_session, out);
-        let (ended, revoked) = self.update_session(ev, &obs);
+        // Marks the session for the changelog while it holds it.
+        let held = self.update_session(ev, &obs);
+        let (ended, revoked) = held.unwrap_or((None, false));
         let token_changed = self.update_tokens(ev, &obs, ended);
         self.update_user(ev, &obs, new_session, revoked);
         if self.tracking {
+            if held.is_none() {
+                // Not held (any more): written as a tombstone.
+                self.dirty_sessions.push(ev.session_id.as_str().into());
+            }
             self.mark_dirty(ev, token_changed);
         }
         Ok(())
@@ -425,8 +431,9 @@ impl Engine {
         }
     }
 
+    /// Marks the event's token and refresh tokens for the next changelog flush (its session
+    /// is marked by [`Engine::update_session`]).
     fn mark_dirty(&mut self, ev: &SessionEvent, token_changed: bool) {
-        self.mark_session_dirty(ev.session_id.as_str());
         if token_changed && let Some(t) = ev.token {
             self.dirty.insert(StateKey::Token(t));
         }
@@ -1120,14 +1127,22 @@ impl Engine {
         }
     }
 
-    /// Updates the session with the event; returns when the session ended, if it has, and
-    /// whether it is revoked.
-    fn update_session(&mut self, ev: &SessionEvent, obs: &Observation) -> (Option<i64>, bool) {
+    /// Updates the session with the event and marks it for the changelog; returns when the
+    /// session ended, if it has, and whether it is revoked (`None` when it is not held).
+    fn update_session(
+        &mut self,
+        ev: &SessionEvent,
+        obs: &Observation,
+    ) -> Option<(Option<i64>, bool)> {
         let scope_baseline_ms = self.scope_baseline_ms;
         let same_km = self.net.same_place_km;
-        let Some(s) = self.sessions.get_mut(ev.session_id.as_str()) else {
-            return (None, false);
-        };
+        let s = self.sessions.get_mut(ev.session_id.as_str())?;
+        // Marked for the next changelog flush here, where the session is at hand, rather than
+        // looked up again (see `Engine::mark_session_dirty`).
+        if self.tracking && !s.dirty {
+            s.dirty = true;
+            self.dirty_sessions.push(ev.session_id.as_str().into());
+        }
         s.events = s.events.saturating_add(1);
         if s.recent_ids.len() >= RECENT_IDS {
             s.recent_ids.remove(0);
@@ -1141,7 +1156,7 @@ impl Engine {
         // A failed request says someone tried; it does not teach the session's baseline, nor
         // does an MFA answer from the authenticator device.
         if !ev.success || ev.kind == EventKind::Mfa {
-            return (s.ended_at, s.revoked);
+            return Some((s.ended_at, s.revoked));
         }
         if let Some(d) = obs.device {
             s.device.get_or_insert(d);
@@ -1200,7 +1215,7 @@ impl Engine {
             s.app = ev.app.as_deref().map(Into::into);
         }
         s.last_endpoint.assign(ev, &mut self.strings);
-        (s.ended_at, s.revoked)
+        Some((s.ended_at, s.revoked))
     }
 
     /// Teaches the user's baseline: sessions started, and the countries, networks and
