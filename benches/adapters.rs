@@ -19,26 +19,34 @@ fn adapters(c: &mut Criterion) {
     ] {
         let (records, _) = vigil_testkit::samples::scaled(20, 60_000, &[format]);
         let lines: Vec<Vec<u8>> = records.into_iter().map(|r| r.line.into_bytes()).collect();
-        let bytes: usize = lines.iter().map(Vec::len).sum();
-        let mut g = c.benchmark_group(format!("parse/{}", format.name()));
-        g.throughput(Throughput::Elements(lines.len() as u64));
-        g.bench_function("events", |b| {
-            b.iter(|| {
-                for l in &lines {
-                    let _ = std::hint::black_box(parse_record(l, input, &ctx));
-                }
-            })
-        });
-        g.throughput(Throughput::Bytes(bytes as u64));
-        g.bench_function("bytes", |b| {
-            b.iter(|| {
-                for l in &lines {
-                    let _ = std::hint::black_box(parse_record(l, input, &ctx));
-                }
-            })
-        });
-        g.finish();
+        group(c, &format!("parse/{}", format.name()), &lines, input, &ctx);
     }
+}
+
+/// One group: `lines` parsed as `input`, in events/s and in bytes/s.
+fn group<L: AsRef<[u8]>>(
+    c: &mut Criterion,
+    name: &str,
+    lines: &[L],
+    input: InputFormat,
+    ctx: &AdapterContext,
+) {
+    let bytes: usize = lines.iter().map(|l| l.as_ref().len()).sum();
+    let mut g = c.benchmark_group(name);
+    for (function, throughput) in [
+        ("events", Throughput::Elements(lines.len() as u64)),
+        ("bytes", Throughput::Bytes(bytes as u64)),
+    ] {
+        g.throughput(throughput);
+        g.bench_function(function, |b| {
+            b.iter(|| {
+                for l in lines {
+                    let _ = std::hint::black_box(parse_record(l.as_ref(), input, ctx));
+                }
+            })
+        });
+    }
+    g.finish();
 }
 
 /// Parse throughput on the vendor fixtures (`tests/data/vendor`): records shaped as Okta's
@@ -52,26 +60,8 @@ fn vendor(c: &mut Criterion) {
         ("entra", "entra-signin.jsonl", InputFormat::Entra),
     ] {
         let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("vendor fixture");
-        let lines: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
-        let bytes: usize = lines.iter().map(|l| l.len()).sum();
-        let mut g = c.benchmark_group(format!("parse_vendor/{name}"));
-        g.throughput(Throughput::Elements(lines.len() as u64));
-        g.bench_function("events", |b| {
-            b.iter(|| {
-                for l in &lines {
-                    let _ = std::hint::black_box(parse_record(l, input, &ctx));
-                }
-            })
-        });
-        g.throughput(Throughput::Bytes(bytes as u64));
-        g.bench_function("bytes", |b| {
-            b.iter(|| {
-                for l in &lines {
-                    let _ = std::hint::black_box(parse_record(l, input, &ctx));
-                }
-            })
-        });
-        g.finish();
+        let lines: Vec<&str> = text.lines().collect();
+        group(c, &format!("parse_vendor/{name}"), &lines, input, &ctx);
     }
 }
 

@@ -70,7 +70,7 @@ impl<'a> Value<'a> {
     /// the whole record.
     pub fn parse_record(text: &'a str) -> serde_json::Result<Self> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let v = Pruned.deserialize(&mut de)?;
+        let v = Tree::<true>.deserialize(&mut de)?;
         de.end()?;
         Ok(v)
     }
@@ -161,13 +161,24 @@ impl Serialize for Value<'_> {
 
 impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
+        Tree::<false>.deserialize(d)
     }
 }
 
-struct ValueVisitor;
+/// Reads any JSON value into a [`Value`]; with `PRUNE`, leaving out the members of its
+/// objects, at any depth, that no adapter reads ([`read_by_adapters`]): they are checked as
+/// JSON and skipped.
+struct Tree<const PRUNE: bool>;
 
-impl<'de> Visitor<'de> for ValueVisitor {
+impl<'de, const PRUNE: bool> DeserializeSeed<'de> for Tree<PRUNE> {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, const PRUNE: bool> Visitor<'de> for Tree<PRUNE> {
     type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,7 +191,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Value::deserialize(d)
+        self.deserialize(d)
     }
     fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
         Ok(Value::Bool(b))
@@ -205,7 +216,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element()? {
+        while let Some(v) = seq.next_element_seed(Tree::<PRUNE>)? {
             items.push(v);
         }
         Ok(Value::Array(items))
@@ -213,7 +224,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
         while let Some(k) = map.next_key_seed(Key)? {
-            members.push((k, map.next_value()?));
+            if !PRUNE || read_by_adapters(&k) {
+                members.push((k, map.next_value_seed(Tree::<PRUNE>)?));
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
         }
         Ok(Value::Object(Object(members)))
     }
@@ -255,76 +270,6 @@ pub fn read_by_adapters(key: &str) -> bool {
             | "proxy_endpoint" | "http_request" | "device" | "dst_endpoint" | "svc_name" | "api"
             | "request" | "service"
     )
-}
-
-/// Reads a value as [`ValueVisitor`] does, skipping the members of its objects (at any
-/// depth) that no adapter reads.
-struct Pruned;
-
-impl<'de> DeserializeSeed<'de> for Pruned {
-    type Value = Value<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(PrunedVisitor)
-    }
-}
-
-struct PrunedVisitor;
-
-impl<'de> Visitor<'de> for PrunedVisitor {
-    type Value = Value<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        ValueVisitor.visit_unit()
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        ValueVisitor.visit_none()
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Pruned.deserialize(d)
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
-        ValueVisitor.visit_bool(b)
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-        ValueVisitor.visit_u64(n)
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-        ValueVisitor.visit_i64(n)
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
-        ValueVisitor.visit_f64(n)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        ValueVisitor.visit_borrowed_str(s)
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        ValueVisitor.visit_str(s)
-    }
-    fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
-        ValueVisitor.visit_string(s)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(Pruned)? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(k) = map.next_key_seed(Key)? {
-            if read_by_adapters(&k) {
-                members.push((k, map.next_value_seed(Pruned)?));
-            } else {
-                map.next_value::<de::IgnoredAny>()?;
-            }
-        }
-        Ok(Value::Object(Object(members)))
-    }
 }
 
 /// An object key, borrowed when the input allows (`Cow`'s own `Deserialize` always copies).
