@@ -85,6 +85,20 @@ pub struct EngineStats {
     pub duplicates: u64,
 }
 
+/// Marks session `sid` for the next changelog flush: its state `st` is flagged and its key
+/// copied the first time only; a session not held (`None`, any more) is written as a
+/// tombstone.
+fn mark_for_flush(dirty_sessions: &mut Vec<Box<str>>, sid: &str, st: Option<&mut SessionState>) {
+    match st {
+        Some(st) if st.dirty => {}
+        Some(st) => {
+            st.dirty = true;
+            dirty_sessions.push(sid.into());
+        }
+        None => dirty_sessions.push(sid.into()),
+    }
+}
+
 /// The detection engine for one partition. Pure: time comes only from events (or the `now`
 /// given to [`Engine::on_tick`]); no I/O, no clock, no locks.
 #[derive(Debug)]
@@ -398,8 +412,7 @@ impl Engine {
         self.update_user(ev, &obs, new_session, revoked);
         if self.tracking {
             if held.is_none() {
-                // Not held (any more): written as a tombstone.
-                self.dirty_sessions.push(ev.session_id.as_str().into());
+                mark_for_flush(&mut self.dirty_sessions, &ev.session_id, None);
             }
             self.mark_dirty(ev, token_changed);
         }
@@ -420,15 +433,8 @@ impl Engine {
 
     /// Marks a session for the next changelog flush; its key is copied only the first time.
     fn mark_session_dirty(&mut self, sid: &str) {
-        match self.sessions.get_mut(sid) {
-            Some(st) if st.dirty => {}
-            Some(st) => {
-                st.dirty = true;
-                self.dirty_sessions.push(sid.into());
-            }
-            // Not held (any more): written as a tombstone.
-            None => self.dirty_sessions.push(sid.into()),
-        }
+        let st = self.sessions.get_mut(sid).map(|b| &mut **b);
+        mark_for_flush(&mut self.dirty_sessions, sid, st);
     }
 
     /// Marks the event's token and refresh tokens for the next changelog flush (its session
@@ -1138,10 +1144,9 @@ impl Engine {
         let same_km = self.net.same_place_km;
         let s = self.sessions.get_mut(ev.session_id.as_str())?;
         // Marked for the next changelog flush here, where the session is at hand, rather than
-        // looked up again (see `Engine::mark_session_dirty`).
-        if self.tracking && !s.dirty {
-            s.dirty = true;
-            self.dirty_sessions.push(ev.session_id.as_str().into());
+        // looked up again.
+        if self.tracking {
+            mark_for_flush(&mut self.dirty_sessions, &ev.session_id, Some(&mut **s));
         }
         s.events = s.events.saturating_add(1);
         if s.recent_ids.len() >= RECENT_IDS {
