@@ -430,7 +430,7 @@ impl Engine {
     pub fn restore(&mut self, key: StateKey, value: Option<StateValue>) {
         match (key, value) {
             (StateKey::Session(id), Some(StateValue::Session(mut s))) => {
-                s.last_endpoint.intern(&mut self.strings);
+                s.intern(&mut self.strings);
                 self.sessions.put(id, s);
                 // Queued for its lifetime limits and filed under its user when the engine
                 // next needs them.

@@ -395,7 +395,7 @@ impl Engine {
 
         if new_session {
             self.stats.sessions_created += 1;
-            let mut st = Box::new(SessionState::new(ev));
+            let mut st = Box::new(SessionState::new(ev, &mut self.strings));
             st.identity = Some(self.identity_of(ev));
             self.queue_lifetime(&ev.session_id, &mut st);
             self.index_user_session(&ev.user_id, &ev.session_id);
@@ -1217,7 +1217,7 @@ impl Engine {
             }
         }
         if s.app.is_none() {
-            s.app = ev.app.as_deref().map(Into::into);
+            s.app = ev.app.as_deref().map(|a| self.strings.get(a));
         }
         s.last_endpoint.assign(ev, &mut self.strings);
         Some((s.ended_at, s.revoked))

@@ -3,8 +3,6 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::sync::Arc;
-
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 use vigil_model::{Endpoint, SessionEvent, WindowStats};
@@ -83,27 +81,32 @@ impl<A: smallvec::Array> CappedList for Small<A> {
 }
 
 /// One copy of each string many sessions share (user agents, cities, network names,
-/// countries), handed out as `Arc<str>`: a hundred thousand sessions of one browser build hold
+/// countries), handed out as [`ArcStr`]: a hundred thousand sessions of one browser build hold
 /// its user agent once. Strings no session holds any more go at the next [`Strings::purge`].
 #[derive(Debug, Default)]
 pub struct Strings {
-    set: FxHashSet<Arc<str>>,
+    set: FxHashSet<ArcStr>,
 }
+
+/// A shared, immutable string whose handle is one pointer (the length lives beside the count
+/// in its allocation): half an `Arc<str>`, which matters in a state held a million times.
+pub type ArcStr = arcstr::ArcStr;
 
 impl Strings {
     /// The shared copy of `s`.
-    pub fn get(&mut self, s: &str) -> Arc<str> {
+    pub fn get(&mut self, s: &str) -> ArcStr {
         if let Some(a) = self.set.get(s) {
             return a.clone();
         }
-        let a: Arc<str> = Arc::from(s);
+        let a = ArcStr::from(s);
         self.set.insert(a.clone());
         a
     }
 
     /// Drops the strings only this table still holds.
     pub fn purge(&mut self) {
-        self.set.retain(|a| Arc::strong_count(a) > 1);
+        // (An empty string is a static one, counted as `None`: it costs nothing to drop.)
+        self.set.retain(|a| ArcStr::strong_count(a).is_some_and(|n| n > 1));
     }
 
     /// Distinct strings held.
@@ -125,9 +128,9 @@ pub struct LastEndpoint {
     /// Client IP.
     pub ip: Option<IpAddr>,
     /// Country.
-    pub country: Option<Arc<str>>,
+    pub country: Option<ArcStr>,
     /// City.
-    pub city: Option<Arc<str>>,
+    pub city: Option<ArcStr>,
     /// Latitude; NaN when unknown (no source writes NaN: JSON has none).
     lat: f64,
     /// Longitude; NaN when unknown.
@@ -135,9 +138,9 @@ pub struct LastEndpoint {
     /// Autonomous system number.
     pub asn: Option<u32>,
     /// Autonomous system organisation.
-    pub as_org: Option<Arc<str>>,
+    pub as_org: Option<ArcStr>,
     /// User agent.
-    pub user_agent: Option<Arc<str>>,
+    pub user_agent: Option<ArcStr>,
     /// Device fingerprint.
     pub device_id: Option<Box<str>>,
     /// When the session was seen there, epoch ms; [`NO_TIME`] when unknown.
@@ -186,7 +189,7 @@ impl Default for LastEndpoint {
 impl LastEndpoint {
     /// Makes this the endpoint `ev` came from; unchanged strings are kept as they are.
     pub fn assign(&mut self, ev: &SessionEvent, strings: &mut Strings) {
-        fn shared(slot: &mut Option<Arc<str>>, v: Option<&str>, strings: &mut Strings) {
+        fn shared(slot: &mut Option<ArcStr>, v: Option<&str>, strings: &mut Strings) {
             match (slot.as_deref(), v) {
                 (Some(cur), Some(v)) if cur == v => {}
                 (_, Some(v)) => *slot = Some(strings.get(v)),
@@ -326,10 +329,11 @@ impl Place {
 pub struct SessionState {
     /// User the session belongs to.
     pub user_id: Box<str>,
-    /// Tenant.
-    pub tenant: Option<Box<str>>,
-    /// The application the session was first seen with, for the inventory.
-    pub app: Option<Box<str>>,
+    /// Tenant (shared through [`Strings`]: a tenant's sessions hold its name once).
+    pub tenant: Option<ArcStr>,
+    /// The application the session was first seen with, for the inventory (shared as the
+    /// tenant is).
+    pub app: Option<ArcStr>,
     /// First event time, epoch ms.
     pub first_seen: i64,
     /// Latest event time, epoch ms.
@@ -416,12 +420,12 @@ impl Rare {
 }
 
 impl SessionState {
-    /// A new session first seen with `ev`.
-    pub fn new(ev: &SessionEvent) -> Self {
+    /// A new session first seen with `ev`, its shared strings from `strings`.
+    pub fn new(ev: &SessionEvent, strings: &mut Strings) -> Self {
         let mut st = Self {
             user_id: ev.user_id.as_str().into(),
-            tenant: ev.tenant.as_deref().map(Into::into),
-            app: ev.app.as_deref().map(Into::into),
+            tenant: ev.tenant.as_deref().map(|t| strings.get(t)),
+            app: ev.app.as_deref().map(|a| strings.get(a)),
             first_seen: ev.time_ms,
             last_seen: ev.time_ms,
             ended_at: None,
@@ -449,6 +453,16 @@ impl SessionState {
             st.rare_mut().parent = Some(p.into());
         }
         st
+    }
+
+    /// Shares this state's strings through `strings` (for state read from the changelog).
+    pub fn intern(&mut self, strings: &mut Strings) {
+        for slot in [&mut self.tenant, &mut self.app] {
+            if let Some(v) = slot.as_mut() {
+                *v = strings.get(v);
+            }
+        }
+        self.last_endpoint.intern(strings);
     }
 
     /// The rarely present parts (empty for most sessions).
@@ -629,8 +643,8 @@ impl From<SessionWire> for SessionState {
         };
         Self {
             user_id: w.user_id,
-            tenant: w.tenant,
-            app: w.app,
+            tenant: w.tenant.map(Into::into),
+            app: w.app.map(Into::into),
             first_seen: w.first_seen,
             last_seen: w.last_seen,
             ended_at: w.ended_at,
@@ -1038,13 +1052,17 @@ mod tests {
         let plain = event(
             r#"{"id":"1","time":1714550400000,"kind":"access","session_id":"s","user_id":"u"}"#,
         );
-        let mut st = SessionState::new(&plain);
+        let mut strings = Strings::default();
+        let mut st = SessionState::new(&plain, &mut strings);
         assert!(st.rare.is_none(), "a plain session holds no rare parts");
         assert_eq!(st.parent(), None);
         let child = event(
             r#"{"id":"2","time":1714550400000,"kind":"access","session_id":"c","user_id":"u","parent_session_id":"s"}"#,
         );
-        assert_eq!(SessionState::new(&child).parent(), Some("s"));
+        assert_eq!(
+            SessionState::new(&child, &mut strings).parent(),
+            Some("s")
+        );
 
         let round_trip = |st: &SessionState| -> SessionState {
             let bytes = postcard::to_allocvec(st).expect("encodes");
@@ -1070,7 +1088,7 @@ mod tests {
         let back = round_trip(&st);
         assert!(back.rare.is_none());
         assert_eq!(back, st);
-        assert_eq!(back, SessionState::new(&plain));
+        assert_eq!(back, SessionState::new(&plain, &mut strings));
     }
 
     /// The short lists a session keeps stay inside it until they outgrow their inline room,
@@ -1199,7 +1217,7 @@ mod tests {
         let mut strings = Strings::default();
         let a = strings.get("Mozilla/5.0");
         let b = strings.get("Mozilla/5.0");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(ArcStr::ptr_eq(&a, &b));
         let c = strings.get("curl/8.4");
         assert_eq!(strings.len(), 2);
         drop(c);
