@@ -988,21 +988,20 @@ impl Engine {
         let device = ev.device_id.as_deref().map(hash_str);
         let place =
             if ev.geo.coordinates().is_some() || ev.geo.asn.is_some() || ev.geo.country.is_some() {
-                Some(Place {
-                    coords: ev.geo.coordinates(),
-                    accuracy_km: ev.geo.accuracy_km.unwrap_or(default_accuracy_km),
-                    asn: ev.geo.asn.unwrap_or(0),
-                    country: ev.geo.country.as_deref().map_or(0, |c| {
-                        if c.bytes().any(|b| b.is_ascii_lowercase()) {
-                            hash_str(&c.to_ascii_uppercase())
-                        } else {
-                            hash_str(c)
-                        }
-                    }),
-                    device: device.unwrap_or(0),
-                    first_seen: ev.time_ms,
-                    last_seen: ev.time_ms,
-                })
+                let mut p = Place::at(ev.geo.coordinates());
+                p.accuracy_km = ev.geo.accuracy_km.unwrap_or(default_accuracy_km);
+                p.asn = ev.geo.asn.unwrap_or(0);
+                p.country = ev.geo.country.as_deref().map_or(0, |c| {
+                    if c.bytes().any(|b| b.is_ascii_lowercase()) {
+                        hash_str(&c.to_ascii_uppercase())
+                    } else {
+                        hash_str(c)
+                    }
+                });
+                p.device = device.unwrap_or(0);
+                p.first_seen = ev.time_ms;
+                p.last_seen = ev.time_ms;
+                Some(p)
             } else {
                 None
             };
@@ -1264,7 +1263,7 @@ impl Engine {
         let suspect = !self.findings.is_empty() || revoked;
         if ev.success && ev.kind != EventKind::Mfa && !suspect {
             if let Some(p) = obs.place {
-                if let Some((lat, lon)) = p.coords {
+                if let Some((lat, lon)) = p.coords() {
                     changed |= UserBaseline::learn(&mut u.places, crate::users::cell(lat, lon));
                 }
                 if p.country != 0 {

@@ -1,10 +1,10 @@
 //! Per-session state and the bounded table that owns it.
 
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashSet};
 use vigil_model::{Endpoint, SessionEvent, WindowStats};
 
 use crate::ua::UaInfo;
@@ -106,7 +106,8 @@ impl Strings {
     /// Drops the strings only this table still holds.
     pub fn purge(&mut self) {
         // (An empty string is a static one, counted as `None`: it costs nothing to drop.)
-        self.set.retain(|a| ArcStr::strong_count(a).is_some_and(|n| n > 1));
+        self.set
+            .retain(|a| ArcStr::strong_count(a).is_some_and(|n| n > 1));
     }
 
     /// Distinct strings held.
@@ -289,10 +290,17 @@ impl<'de> serde::Deserialize<'de> for LastEndpoint {
 }
 
 /// A located sighting of the session.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// Its coordinates are held as `f32` (about a metre at the equator, where GeoIP locates to
+/// kilometres) with NaN for none, which makes a place 48 bytes instead of 64: a session keeps
+/// two or more. It is written to the changelog as layout version 1 writes it, coordinates as
+/// an optional pair of `f64` (see [`PlaceWire`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Place {
-    /// Latitude, degrees (absent when only the network is known).
-    pub coords: Option<(f64, f64)>,
+    /// Latitude, degrees; NaN when only the network is known.
+    lat: f32,
+    /// Longitude, degrees; NaN when only the network is known.
+    lon: f32,
     /// Accuracy radius, km.
     pub accuracy_km: u32,
     /// Autonomous system number, 0 when unknown.
@@ -307,11 +315,77 @@ pub struct Place {
     pub last_seen: i64,
 }
 
+/// A [`Place`] as the changelog holds it (field order and shapes of layout version 1).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "Place")]
+struct PlaceWire {
+    coords: Option<(f64, f64)>,
+    accuracy_km: u32,
+    asn: u32,
+    country: u64,
+    device: u64,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+impl serde::Serialize for Place {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PlaceWire {
+            coords: self.coords(),
+            accuracy_km: self.accuracy_km,
+            asn: self.asn,
+            country: self.country,
+            device: self.device,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Place {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = PlaceWire::deserialize(d)?;
+        let mut p = Place::at(w.coords);
+        p.accuracy_km = w.accuracy_km;
+        p.asn = w.asn;
+        p.country = w.country;
+        p.device = w.device;
+        p.first_seen = w.first_seen;
+        p.last_seen = w.last_seen;
+        Ok(p)
+    }
+}
+
 impl Place {
+    /// A place at `coords` (latitude, longitude in degrees; `None` when only the network is
+    /// known), every other field zero. Coordinates that are not finite as `f32` are none.
+    pub fn at(coords: Option<(f64, f64)>) -> Self {
+        let (lat, lon) = coords
+            .map(|(a, o)| (a as f32, o as f32))
+            .filter(|(a, o)| a.is_finite() && o.is_finite())
+            .unwrap_or((f32::NAN, f32::NAN));
+        Self {
+            lat,
+            lon,
+            accuracy_km: 0,
+            asn: 0,
+            country: 0,
+            device: 0,
+            first_seen: 0,
+            last_seen: 0,
+        }
+    }
+
+    /// Latitude and longitude, degrees, when known.
+    pub fn coords(&self) -> Option<(f64, f64)> {
+        (!self.lat.is_nan()).then_some((f64::from(self.lat), f64::from(self.lon)))
+    }
+
     /// Whether two places are the same for concurrency purposes: within `same_km` when both
     /// have coordinates, else the same ASN.
     pub fn same_as(&self, other: &Place, same_km: f64) -> bool {
-        match (self.coords, other.coords) {
+        match (self.coords(), other.coords()) {
             (Some(a), Some(b)) => crate::geo::distance_km(a, b) <= same_km,
             _ => self.asn != 0 && self.asn == other.asn,
         }
@@ -1059,10 +1133,7 @@ mod tests {
         let child = event(
             r#"{"id":"2","time":1714550400000,"kind":"access","session_id":"c","user_id":"u","parent_session_id":"s"}"#,
         );
-        assert_eq!(
-            SessionState::new(&child, &mut strings).parent(),
-            Some("s")
-        );
+        assert_eq!(SessionState::new(&child, &mut strings).parent(), Some("s"));
 
         let round_trip = |st: &SessionState| -> SessionState {
             let bytes = postcard::to_allocvec(st).expect("encodes");
@@ -1210,6 +1281,27 @@ mod tests {
         }
         assert_eq!(v, (0..8).collect::<Vec<_>>());
         assert_eq!(caps[..6], [1, 2, 4, 4, 6, 6]);
+    }
+
+    /// A place holds its coordinates to `f32`'s precision and writes them as layout version 1
+    /// does (an optional pair of `f64`); coordinates `f32` cannot hold are none.
+    #[test]
+    fn places_hold_coordinates_to_a_metre_and_write_them_as_before() {
+        assert_eq!(std::mem::size_of::<Place>(), 48);
+        let p = Place::at(Some((40.7128, -74.006)));
+        let (lat, lon) = p.coords().expect("located");
+        assert!((lat - 40.7128).abs() < 1e-5 && (lon + 74.006).abs() < 1e-5);
+        // What version 1 wrote for the same place reads back as this place.
+        let v1 = serde_json::json!({"coords": [40.7128, -74.006], "accuracy_km": 20, "asn": 7,
+            "country": 3, "device": 0, "first_seen": 1, "last_seen": 2});
+        let read: Place = serde_json::from_value(v1).expect("reads");
+        assert_eq!(read.coords(), p.coords());
+        assert_eq!((read.accuracy_km, read.asn, read.last_seen), (20, 7, 2));
+        let back: Place =
+            postcard::from_bytes(&postcard::to_allocvec(&read).expect("writes")).expect("reads");
+        assert_eq!(back, read);
+        assert_eq!(Place::at(None).coords(), None);
+        assert_eq!(Place::at(Some((1e300, 0.0))).coords(), None);
     }
 
     #[test]

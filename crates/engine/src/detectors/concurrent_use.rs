@@ -126,7 +126,7 @@ impl ConcurrentUse {
         if ctx.net.is_relay(a.asn) || ctx.net.is_relay(b.asn) {
             return false;
         }
-        match (a.coords, b.coords) {
+        match (a.coords(), b.coords()) {
             (Some(x), Some(y)) => {
                 let km = crate::geo::distance_km(x, y)
                     - f64::from(a.accuracy_km)
@@ -153,7 +153,7 @@ impl ConcurrentUse {
             return None;
         }
         let (km, speed) = super::travel(last, place, ctx.ev.time_ms)?;
-        let at = place.coords?;
+        let at = place.coords()?;
         let familiar = ctx.user.is_some_and(|u| {
             u.has_been_near(at, self.cfg.min_distance_km + f64::from(place.accuracy_km))
         });

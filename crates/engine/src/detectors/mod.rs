@@ -283,7 +283,7 @@ impl DetectorsConfig {
 /// Travel between two places: distance net of both accuracy radii (km) and the speed it
 /// implies (km/h; infinite for simultaneous sightings at distinct places).
 pub fn travel(from: &Place, to: &Place, to_time: i64) -> Option<(f64, f64)> {
-    let (a, b) = (from.coords?, to.coords?);
+    let (a, b) = (from.coords()?, to.coords()?);
     let raw = crate::geo::distance_km(a, b);
     let net = (raw - f64::from(from.accuracy_km) - f64::from(to.accuracy_km)).max(0.0);
     let dt_h = (to_time - from.last_seen).unsigned_abs() as f64 / 3_600_000.0;
