@@ -412,7 +412,7 @@ impl Engine {
                 StateKey::Session(id) => sessions.get(&**id).map(|s| StateRef::Session(s)),
                 StateKey::Token(h) => tokens.get(h).map(StateRef::Token),
                 StateKey::Refresh(h) => refresh.get(h).map(StateRef::Refresh),
-                StateKey::User(id) => users.get(&**id).map(StateRef::User),
+                StateKey::User(id) => users.get(&**id).map(|u| StateRef::User(u)),
                 StateKey::Watermark => continue,
             };
             emit(key, value);
@@ -444,7 +444,7 @@ impl Engine {
                 self.refresh.put(h, r);
             }
             (StateKey::User(id), Some(StateValue::User(u))) => {
-                self.users.put(id, u);
+                self.users.put(id, Box::new(u));
             }
             (StateKey::Watermark, Some(StateValue::Watermark { ms })) => {
                 self.watermark = self.watermark.max(ms);

@@ -111,7 +111,9 @@ pub struct Engine {
     pub(crate) sessions: BoundedTable<Box<str>, Box<SessionState>>,
     pub(crate) tokens: BoundedTable<TokenHash, TokenBinding>,
     pub(crate) refresh: BoundedTable<TokenHash, RefreshState>,
-    pub(crate) users: BoundedTable<Box<str>, crate::users::UserBaseline>,
+    /// Boxed for the same reason as sessions (a baseline is 120 bytes; a user often has one
+    /// session, so this table is about as large as the sessions').
+    pub(crate) users: BoundedTable<Box<str>, Box<crate::users::UserBaseline>>,
     /// How often (event time) a user baseline that learned nothing is rewritten to the
     /// changelog for its `last_seen`: a hundredth of `user_ttl`, between a minute and an hour.
     user_write_every_ms: i64,
@@ -386,7 +388,7 @@ impl Engine {
                 tokens: &self.tokens,
                 refresh: &self.refresh,
                 net: &self.net,
-                user: self.users.get(ev.user_id.as_str()),
+                user: self.users.get(ev.user_id.as_str()).map(|u| &**u),
             };
             for d in &self.detectors {
                 d.observe(&ctx, &mut self.findings);
@@ -1238,11 +1240,11 @@ impl Engine {
         if first {
             self.users.insert(
                 uid.into(),
-                UserBaseline {
+                Box::new(UserBaseline {
                     first_seen: ev.time_ms,
                     last_seen: ev.time_ms,
                     ..Default::default()
-                },
+                }),
             );
         }
         let Some(u) = self.users.get_mut(uid) else {
