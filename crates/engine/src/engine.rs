@@ -16,7 +16,8 @@ use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
 use crate::state::{
-    BoundedTable, EvictionCounts, NOT_QUEUED, Place, SessionState, Small, hash_str, push_capped,
+    BoundedTable, EvictionCounts, NOT_QUEUED, Place, SessionState, Small, due_ticket, hash_str,
+    push_capped,
 };
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
@@ -28,7 +29,6 @@ const MAX_NETWORKS: usize = 16;
 /// Most baseline scopes remembered per session.
 const MAX_SCOPES: usize = 64;
 /// Source record ids remembered per session for duplicate detection.
-const RECENT_IDS: usize = 8;
 /// How often (in event time) an expiry pass over every table starts.
 const SWEEP_EVERY_MS: i64 = 60_000;
 /// Table entries the expiry pass under way looks at per event processed: a pass over a
@@ -143,7 +143,7 @@ pub struct Engine {
     lifetime_limits: bool,
     /// Live sessions under an age or idle limit, by the event time it falls due (see
     /// [`Engine::enforce_lifetimes`]). An entry counts while its time is the session's
-    /// `lifetime_due`; others are dropped when they come up.
+    /// `lifetime_due` (to the second); others are dropped when they come up.
     lifetimes: BinaryHeap<Reverse<(i64, Box<str>)>>,
     /// Whether `lifetimes` must be built again from the table before it is used.
     pub(crate) lifetimes_stale: bool,
@@ -304,7 +304,7 @@ impl Engine {
     pub fn prefetch(&self, ev: &SessionEvent) -> u64 {
         let mut x = 0u64;
         if let Some(s) = self.sessions.get(ev.session_id.as_str()) {
-            x ^= s.last_seen as u64 ^ s.recent_ids.first().copied().unwrap_or(0);
+            x ^= s.last_seen as u64 ^ s.recent_ids().first().copied().unwrap_or(0);
         }
         if let Some(u) = self.users.get(ev.user_id.as_str()) {
             x ^= u.last_seen as u64;
@@ -367,7 +367,7 @@ impl Engine {
         let id_hash = hash_str(&ev.source_id);
         // The session is looked up once for the duplicate check and the detectors.
         let session = self.sessions.get(ev.session_id.as_str()).map(|s| &**s);
-        if session.is_some_and(|s| s.recent_ids.contains(&id_hash)) {
+        if session.is_some_and(|s| s.recent_ids().contains(&id_hash)) {
             self.stats.duplicates += 1;
             return Ok(());
         }
@@ -528,7 +528,7 @@ impl Engine {
                 continue;
             }
             st.revoked = true;
-            st.ended_at.get_or_insert(time_ms);
+            st.end_at(time_ms);
             let children = st.take_children();
             let subject = Self::subject_event(&id, st, time_ms, cause);
             let text = format!(
@@ -557,7 +557,7 @@ impl Engine {
         let sid = ev.session_id.as_str();
         if new_session && let Some(p) = ev.parent_session_id.as_deref() {
             match self.sessions.get_mut(p) {
-                Some(parent) if parent.revoked || parent.ended_at.is_some() => {
+                Some(parent) if parent.revoked || parent.ended_at().is_some() => {
                     let why = format!("the session that minted it, {p}, had already ended");
                     self.revoke(
                         sid,
@@ -605,7 +605,7 @@ impl Engine {
         let Some(st) = self.sessions.get(sid) else {
             return;
         };
-        if st.revoked || st.ended_at.is_some() || !ev.success {
+        if st.revoked || st.ended_at().is_some() || !ev.success {
             return;
         }
         if let Some(t) = ev.token
@@ -713,11 +713,11 @@ impl Engine {
             let Some(st) = self.sessions.get_mut(&*id) else {
                 continue;
             };
-            if st.lifetime_due != at {
+            if st.lifetime_due != due_ticket(at) {
                 continue;
             }
             st.lifetime_due = NOT_QUEUED;
-            if st.revoked || st.ended_at.is_some() {
+            if st.revoked || st.ended_at().is_some() {
                 continue;
             }
             if let Some((limit, ty, went, max)) = past_lifetime(&self.governance, st, now) {
@@ -734,7 +734,7 @@ impl Engine {
                 };
                 due.push((id, limit, ty, why));
             } else if let Some(next) = lifetime_due(&self.governance, st) {
-                st.lifetime_due = next;
+                st.lifetime_due = due_ticket(next);
                 self.lifetimes.push(Reverse((next, id)));
             }
         }
@@ -757,7 +757,7 @@ impl Engine {
             if self.lifetimes.len() >= 2 * self.sessions.len() + 1024 {
                 self.requeue_lifetimes();
             }
-            st.lifetime_due = at;
+            st.lifetime_due = due_ticket(at);
             self.lifetimes.push(Reverse((at, id.into())));
         }
     }
@@ -800,11 +800,11 @@ impl Engine {
         let mut queue = Vec::with_capacity(self.sessions.len());
         for (id, st) in self.sessions.iter_mut() {
             st.lifetime_due = NOT_QUEUED;
-            if st.revoked || st.ended_at.is_some() {
+            if st.revoked || st.ended_at().is_some() {
                 continue;
             }
             if let Some(at) = lifetime_due(&self.governance, st) {
-                st.lifetime_due = at;
+                st.lifetime_due = due_ticket(at);
                 queue.push(Reverse((at, id.clone())));
             }
         }
@@ -832,7 +832,7 @@ impl Engine {
             for (k, s) in self.sessions.with_hash(h) {
                 if *s.user_id == *ev.user_id
                     && !s.revoked
-                    && s.ended_at.is_none()
+                    && s.ended_at().is_none()
                     && (ev.tenant.is_none() || s.tenant.as_deref() == ev.tenant.as_deref())
                 {
                     victims.push(k.to_string());
@@ -886,7 +886,7 @@ impl Engine {
         let Some(st) = self.sessions.get(sid.as_str()) else {
             return;
         };
-        if st.revoked || st.ended_at.is_some() {
+        if st.revoked || st.ended_at().is_some() {
             return;
         }
         let subject = Self::subject_event(&sid, st, ev.time_ms, &ev.source_id);
@@ -1115,7 +1115,7 @@ impl Engine {
         }
         if !revoke_detectors.is_empty() {
             s.revoked = true;
-            s.ended_at.get_or_insert(ev.time_ms);
+            s.end_at(ev.time_ms);
             let reasons: Vec<&str> = findings
                 .iter()
                 .filter(|f| revoke_detectors.contains(&f.detector))
@@ -1150,22 +1150,19 @@ impl Engine {
             mark_for_flush(&mut self.dirty_sessions, &ev.session_id, Some(&mut **s));
         }
         s.events = s.events.saturating_add(1);
-        if s.recent_ids.len() >= RECENT_IDS {
-            s.recent_ids.remove(0);
-        }
-        push_capped(&mut s.recent_ids, hash_str(&ev.source_id), RECENT_IDS);
+        s.remember_id(hash_str(&ev.source_id));
         s.last_seen = s.last_seen.max(ev.time_ms);
         s.rate.record(ev.time_ms);
         if ev.kind.ends_session() {
-            s.ended_at.get_or_insert(ev.time_ms);
+            s.end_at(ev.time_ms);
         }
         // A failed request says someone tried; it does not teach the session's baseline, nor
         // does an MFA answer from the authenticator device.
         if !ev.success || ev.kind == EventKind::Mfa {
-            return Some((s.ended_at, s.revoked));
+            return Some((s.ended_at(), s.revoked));
         }
         if let Some(d) = obs.device {
-            s.device.get_or_insert(d);
+            s.saw_device(d);
             s.devices.insert(d, ev.time_ms);
         }
         if let Some(u) = obs.ua {
@@ -1200,7 +1197,7 @@ impl Engine {
                 }
                 push_capped(&mut s.places, p, MAX_PLACES);
             }
-            s.last_place = Some(p);
+            s.set_last_place(p);
         }
         if !ev.scopes.is_empty() {
             let r = s.rare_mut();
@@ -1221,7 +1218,7 @@ impl Engine {
             s.app = ev.app.as_deref().map(|a| self.strings.get(a));
         }
         s.last_endpoint.assign(ev, &mut self.strings);
-        Some((s.ended_at, s.revoked))
+        Some((s.ended_at(), s.revoked))
     }
 
     /// Teaches the user's baseline: sessions started, and the countries, networks and
@@ -1620,7 +1617,7 @@ mod tests {
             let mut expected: Vec<String> = engine
                 .sessions
                 .iter()
-                .filter(|(_, st)| !st.revoked && st.ended_at.is_none())
+                .filter(|(_, st)| !st.revoked && st.ended_at().is_none())
                 .filter(|(_, st)| past_lifetime(&engine.governance, st, t).is_some())
                 .map(|(id, _)| id.to_string())
                 .collect();
@@ -1731,7 +1728,7 @@ mod tests {
             let mut expected: Vec<String> = engine
                 .sessions
                 .iter()
-                .filter(|(_, s)| *s.user_id == *user && !s.revoked && s.ended_at.is_none())
+                .filter(|(_, s)| *s.user_id == *user && !s.revoked && s.ended_at().is_none())
                 .map(|(k, _)| k.to_string())
                 .collect();
             expected.sort();

@@ -125,7 +125,7 @@ impl Inventory {
 fn status(st: &SessionState) -> &'static str {
     if st.revoked {
         "revoked"
-    } else if st.ended_at.is_some() {
+    } else if st.ended_at().is_some() {
         "ended"
     } else {
         "live"

@@ -136,8 +136,8 @@ pub struct LastEndpoint {
     lat: f64,
     /// Longitude; NaN when unknown.
     lon: f64,
-    /// Autonomous system number.
-    pub asn: Option<u32>,
+    /// Autonomous system number; [`NO_ASN`] when unknown (see [`LastEndpoint::asn`]).
+    asn: u32,
     /// Autonomous system organisation.
     pub as_org: Option<ArcStr>,
     /// User agent.
@@ -150,6 +150,13 @@ pub struct LastEndpoint {
 
 /// [`LastEndpoint`]'s time before any event.
 const NO_TIME: i64 = i64::MIN;
+
+/// [`LastEndpoint`]'s ASN when unknown: the last 32-bit ASN, reserved (RFC 7300), which no
+/// network announces.
+const NO_ASN: u32 = u32::MAX;
+
+/// Source record ids a session remembers, to recognise a record delivered again.
+pub const RECENT_IDS: usize = 8;
 
 fn opt_f64(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
@@ -178,7 +185,7 @@ impl Default for LastEndpoint {
             city: None,
             lat: f64::NAN,
             lon: f64::NAN,
-            asn: None,
+            asn: NO_ASN,
             as_org: None,
             user_agent: None,
             device_id: None,
@@ -202,7 +209,7 @@ impl LastEndpoint {
         shared(&mut self.city, ev.geo.city.as_deref(), strings);
         self.lat = ev.geo.lat.unwrap_or(f64::NAN);
         self.lon = ev.geo.lon.unwrap_or(f64::NAN);
-        self.asn = ev.geo.asn;
+        self.asn = ev.geo.asn.unwrap_or(NO_ASN);
         shared(&mut self.as_org, ev.geo.as_org.as_deref(), strings);
         shared(&mut self.user_agent, ev.user_agent.as_deref(), strings);
         match (self.device_id.as_deref(), ev.device_id.as_deref()) {
@@ -226,6 +233,11 @@ impl LastEndpoint {
         }
     }
 
+    /// Autonomous system number, when known.
+    pub fn asn(&self) -> Option<u32> {
+        (self.asn != NO_ASN).then_some(self.asn)
+    }
+
     /// The endpoint as alerts show it.
     pub fn to_endpoint(&self) -> Endpoint {
         Endpoint {
@@ -234,7 +246,7 @@ impl LastEndpoint {
             city: self.city.as_deref().map(str::to_owned),
             lat: opt_f64(self.lat),
             lon: opt_f64(self.lon),
-            asn: self.asn,
+            asn: self.asn(),
             as_org: self.as_org.as_deref().map(str::to_owned),
             user_agent: self.user_agent.as_deref().map(str::to_owned),
             device_id: self.device_id.as_deref().map(str::to_owned),
@@ -252,7 +264,7 @@ impl From<Endpoint> for LastEndpoint {
             city: e.city.map(Into::into),
             lat: e.lat.unwrap_or(f64::NAN),
             lon: e.lon.unwrap_or(f64::NAN),
-            asn: e.asn,
+            asn: e.asn.unwrap_or(NO_ASN),
             as_org: e.as_org.map(Into::into),
             user_agent: e.user_agent.map(Into::into),
             device_id: e.device_id.map(Into::into),
@@ -271,7 +283,7 @@ impl serde::Serialize for LastEndpoint {
         st.serialize_field("city", &self.city.as_deref())?;
         st.serialize_field("lat", &opt_f64(self.lat))?;
         st.serialize_field("lon", &opt_f64(self.lon))?;
-        st.serialize_field("asn", &self.asn)?;
+        st.serialize_field("asn", &self.asn())?;
         st.serialize_field("as_org", &self.as_org.as_deref())?;
         st.serialize_field("user_agent", &self.user_agent.as_deref())?;
         st.serialize_field("device_id", &self.device_id.as_deref())?;
@@ -412,10 +424,11 @@ pub struct SessionState {
     pub first_seen: i64,
     /// Latest event time, epoch ms.
     pub last_seen: i64,
-    /// When the session ended (logout or IdP revocation), if it did.
-    pub ended_at: Option<i64>,
-    /// The first device fingerprint seen (hash).
-    pub device: Option<u64>,
+    /// When the session ended (logout or IdP revocation), epoch ms; [`NO_TIME`] while it
+    /// has not (see [`SessionState::ended_at`]).
+    ended: i64,
+    /// The first device fingerprint seen (hash), 0 before one is (see [`SessionState::device`]).
+    first_device: u64,
     /// Events seen.
     pub events: u32,
     /// Whether Vigil already revoked the session.
@@ -424,17 +437,22 @@ pub struct SessionState {
     /// memory only: not part of the state written).
     pub(crate) dirty: bool,
     /// When the session's age or idle limit falls due as queued in the engine's lifetime
-    /// queue, event time; [`NOT_QUEUED`] when it is not queued (in memory only).
-    pub(crate) lifetime_due: i64,
+    /// queue, as a [`due_ticket`] (in seconds); [`NOT_QUEUED`] when it is not queued (in
+    /// memory only).
+    pub(crate) lifetime_due: u32,
     /// The kind of identity holding the session (see [`crate::governance`]).
     pub identity: Option<vigil_model::IdentityType>,
     /// The first user agent's family and OS.
     pub ua: Option<UaInfo>,
     /// Events per minute.
     pub rate: RateCounter,
-    /// Hashes of the latest source record ids, oldest first: a record delivered again (Kafka
-    /// redelivers the uncommitted tail after a crash or rebalance) is recognised and skipped.
-    pub recent_ids: Small<[u64; 8]>,
+    /// Hashes of the latest source record ids, oldest first, the first `recent_len` of them
+    /// (see [`SessionState::recent_ids`]): a record delivered again (Kafka redelivers the
+    /// uncommitted tail after a crash or rebalance) is recognised and skipped. An array and a
+    /// count beside the other small fields rather than a list: eight bytes less per session.
+    recent: [u64; RECENT_IDS],
+    /// How many of `recent` are held.
+    recent_len: u8,
     /// Distinct device fingerprints in the window.
     pub devices: DistinctWindow<4>,
     /// Distinct IPs in the window.
@@ -447,8 +465,9 @@ pub struct SessionState {
     pub countries: Small<[u64; 2]>,
     /// ASNs seen in this session.
     pub asns: Small<[u32; 4]>,
-    /// Where the session was last seen with location or network known.
-    pub last_place: Option<Place>,
+    /// Where the session was last seen with location or network known; [`NO_PLACE`] before
+    /// (see [`SessionState::last_place`]: a place with a time of its own needs no flag).
+    last_place: Place,
     /// The most recent distinct places (newest last), for concurrent-use detection.
     pub places: Small<[Place; 1]>,
     /// The endpoint of the previous event, shown as "before" in alerts.
@@ -457,8 +476,28 @@ pub struct SessionState {
     rare: Option<Box<Rare>>,
 }
 
+/// [`SessionState::last_place`] before the session was seen anywhere.
+const NO_PLACE: Place = Place {
+    lat: f32::NAN,
+    lon: f32::NAN,
+    accuracy_km: 0,
+    asn: 0,
+    country: 0,
+    device: 0,
+    first_seen: NO_TIME,
+    last_seen: NO_TIME,
+};
+
 /// [`SessionState::lifetime_due`] of a session not in the engine's lifetime queue.
-pub(crate) const NOT_QUEUED: i64 = i64::MAX;
+pub(crate) const NOT_QUEUED: u32 = u32::MAX;
+
+/// A lifetime queue entry's due time (event time, epoch ms) as its session holds it: whole
+/// seconds, four bytes instead of eight. An entry the session has since replaced may share the
+/// second of the one it holds and be taken for it; that costs a check of the session's limits
+/// against its state, which is what decides, never a missed one.
+pub(crate) fn due_ticket(at: i64) -> u32 {
+    at.div_euclid(1000).clamp(0, i64::from(NOT_QUEUED) - 1) as u32
+}
 
 /// The parts of a session's state few sessions have, kept out of the common allocation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -502,8 +541,8 @@ impl SessionState {
             app: ev.app.as_deref().map(|a| strings.get(a)),
             first_seen: ev.time_ms,
             last_seen: ev.time_ms,
-            ended_at: None,
-            device: None,
+            ended: NO_TIME,
+            first_device: 0,
             events: 0,
             revoked: false,
             dirty: false,
@@ -511,14 +550,15 @@ impl SessionState {
             identity: ev.identity_type,
             ua: None,
             rate: RateCounter::default(),
-            recent_ids: Small::new(),
+            recent: [0; RECENT_IDS],
+            recent_len: 0,
             devices: DistinctWindow::default(),
             ips: DistinctWindow::default(),
             user_agents: DistinctWindow::default(),
             asn_window: DistinctWindow::default(),
             countries: Small::new(),
             asns: Small::new(),
-            last_place: None,
+            last_place: NO_PLACE,
             places: Small::new(),
             last_endpoint: LastEndpoint::default(),
             rare: None,
@@ -537,6 +577,57 @@ impl SessionState {
             }
         }
         self.last_endpoint.intern(strings);
+    }
+
+    /// Where the session was last seen with location or network known, if it was.
+    pub fn last_place(&self) -> Option<Place> {
+        (self.last_place.first_seen != NO_TIME).then_some(self.last_place)
+    }
+
+    /// Records where the session was just seen (a place seen at an event's time).
+    pub fn set_last_place(&mut self, p: Place) {
+        self.last_place = p;
+    }
+
+    /// Hashes of the latest source record ids, oldest first.
+    pub fn recent_ids(&self) -> &[u64] {
+        &self.recent[..usize::from(self.recent_len)]
+    }
+
+    /// Remembers the hash of a source record id, forgetting the oldest of [`RECENT_IDS`].
+    pub fn remember_id(&mut self, h: u64) {
+        let n = usize::from(self.recent_len);
+        if n < RECENT_IDS {
+            self.recent[n] = h;
+            self.recent_len += 1;
+        } else {
+            self.recent.copy_within(1.., 0);
+            self.recent[RECENT_IDS - 1] = h;
+        }
+    }
+
+    /// The first device fingerprint seen (hash), if one was.
+    pub fn device(&self) -> Option<u64> {
+        (self.first_device != 0).then_some(self.first_device)
+    }
+
+    /// Records the session's device fingerprint (hash) unless one was recorded before.
+    pub fn saw_device(&mut self, d: u64) {
+        if self.first_device == 0 {
+            self.first_device = d;
+        }
+    }
+
+    /// When the session ended (logout or IdP revocation), if it did.
+    pub fn ended_at(&self) -> Option<i64> {
+        (self.ended != NO_TIME).then_some(self.ended)
+    }
+
+    /// Records that the session ended at `t`, unless it already had.
+    pub fn end_at(&mut self, t: i64) {
+        if self.ended == NO_TIME {
+            self.ended = t;
+        }
     }
 
     /// The rarely present parts (empty for most sessions).
@@ -585,7 +676,7 @@ struct SessionWireRef<'a> {
     first_seen: i64,
     last_seen: i64,
     events: u32,
-    last_place: &'a Option<Place>,
+    last_place: Option<Place>,
     places: &'a [Place],
     countries: &'a [u64],
     asns: &'a [u32],
@@ -660,11 +751,11 @@ impl SessionState {
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             events: self.events,
-            last_place: &self.last_place,
+            last_place: self.last_place(),
             places: &self.places,
             countries: &self.countries,
             asns: &self.asns,
-            device: self.device,
+            device: self.device(),
             ua: self.ua,
             devices: &self.devices,
             ips: &self.ips,
@@ -673,12 +764,12 @@ impl SessionState {
             rate: self.rate,
             baseline_scopes: &r.baseline_scopes,
             baseline_until: r.baseline_until,
-            ended_at: self.ended_at,
+            ended_at: self.ended_at(),
             revoked: self.revoked,
             recent_findings: &r.recent_findings,
             recent_finding_detectors: &r.recent_finding_detectors,
             last_endpoint: &self.last_endpoint,
-            recent_ids: &self.recent_ids,
+            recent_ids: self.recent_ids(),
             identity: self.identity,
             parent: r.parent.as_deref(),
             children: &r.children,
@@ -715,14 +806,14 @@ impl From<SessionWire> for SessionState {
             parent: w.parent,
             children: w.children,
         };
-        Self {
+        let mut st = Self {
             user_id: w.user_id,
             tenant: w.tenant.map(Into::into),
             app: w.app.map(Into::into),
             first_seen: w.first_seen,
             last_seen: w.last_seen,
-            ended_at: w.ended_at,
-            device: w.device,
+            ended: w.ended_at.unwrap_or(NO_TIME),
+            first_device: w.device.unwrap_or(0),
             events: w.events,
             revoked: w.revoked,
             dirty: false,
@@ -730,18 +821,25 @@ impl From<SessionWire> for SessionState {
             identity: w.identity,
             ua: w.ua,
             rate: w.rate,
-            recent_ids: w.recent_ids,
+            recent: [0; RECENT_IDS],
+            recent_len: 0,
             devices: w.devices,
             ips: w.ips,
             user_agents: w.user_agents,
             asn_window: w.asn_window,
             countries: w.countries,
             asns: w.asns,
-            last_place: w.last_place,
+            last_place: w.last_place.unwrap_or(NO_PLACE),
             places: w.places,
             last_endpoint: w.last_endpoint,
             rare: (!rare.is_empty()).then(|| Box::new(rare)),
+        };
+        // Written oldest first; a longer list than this version keeps gives its newest.
+        let skip = w.recent_ids.len().saturating_sub(RECENT_IDS);
+        for &h in &w.recent_ids[skip..] {
+            st.remember_id(h);
         }
+        st
     }
 }
 
@@ -1281,6 +1379,43 @@ mod tests {
         }
         assert_eq!(v, (0..8).collect::<Vec<_>>());
         assert_eq!(caps[..6], [1, 2, 4, 4, 6, 6]);
+    }
+
+    /// A session's state fits mimalloc's 512-byte size class (its classes step by a quarter
+    /// of a power of two: 513 bytes would take a 640-byte block, 25% more memory per session
+    /// for one field more). What no event needs waits behind `rare`; see `docs/PERFORMANCE.md`
+    /// before growing this.
+    #[test]
+    fn session_state_fits_a_512_byte_block() {
+        let size = std::mem::size_of::<SessionState>();
+        assert!(size <= 512, "SessionState is {size} bytes");
+        assert_eq!(std::mem::size_of::<LastEndpoint>(), 96);
+    }
+
+    /// A session remembers the newest [`RECENT_IDS`] record ids, oldest first, and reads back
+    /// the newest of a longer list.
+    #[test]
+    fn recent_record_ids_keep_the_newest_in_order() {
+        let ev = event(
+            r#"{"id":"1","time":1714550400000,"kind":"access","session_id":"s","user_id":"u"}"#,
+        );
+        let mut st = SessionState::new(&ev, &mut Strings::default());
+        for h in 1..=3 {
+            st.remember_id(h);
+        }
+        assert_eq!(st.recent_ids(), &[1, 2, 3]);
+        for h in 4..=11 {
+            st.remember_id(h);
+        }
+        assert_eq!(st.recent_ids(), &[4, 5, 6, 7, 8, 9, 10, 11]);
+        let back: SessionState =
+            postcard::from_bytes(&postcard::to_allocvec(&st).expect("writes")).expect("reads");
+        assert_eq!(back.recent_ids(), st.recent_ids());
+        // A list longer than this version keeps (written by another) gives its newest.
+        let mut json = serde_json::to_value(&st).expect("writes");
+        json["recent_ids"] = serde_json::json!((1..=12).collect::<Vec<u64>>());
+        let read: SessionState = serde_json::from_value(json).expect("reads");
+        assert_eq!(read.recent_ids(), &[5, 6, 7, 8, 9, 10, 11, 12]);
     }
 
     /// A place holds its coordinates to `f32`'s precision and writes them as layout version 1

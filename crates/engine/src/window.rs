@@ -45,29 +45,40 @@ impl<const CAP: usize> DistinctWindow<CAP> {
 }
 
 /// Events per minute: the current minute's count and the previous minute's.
+///
+/// The minute is held in 32 bits (minutes since 1970 reach 4,000 years either way; times
+/// beyond are held at the bound), which with the counts makes 12 bytes instead of 16. The
+/// changelog writes it as before: postcard writes `i32` and `i64` alike, as zigzag varints.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RateCounter {
-    minute: i64,
+    minute: i32,
     current: u32,
     previous: u32,
+}
+
+/// The minute of `t` (epoch ms), as [`RateCounter`] holds it.
+fn minute_of(t: i64) -> i32 {
+    t.div_euclid(60_000)
+        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 impl RateCounter {
     /// Counts one event at `t` (late events within the grace count in their own minute
     /// only if it is the current or previous one).
     pub fn record(&mut self, t: i64) {
-        let m = t.div_euclid(60_000);
-        if m == self.minute {
+        let m = i64::from(minute_of(t));
+        let minute = i64::from(self.minute);
+        if m == minute {
             self.current = self.current.saturating_add(1);
-        } else if m == self.minute + 1 {
+        } else if m == minute + 1 {
             self.previous = self.current;
             self.current = 1;
-            self.minute = m;
-        } else if m > self.minute {
+            self.minute = minute_of(t);
+        } else if m > minute {
             self.previous = 0;
             self.current = 1;
-            self.minute = m;
-        } else if m == self.minute - 1 {
+            self.minute = minute_of(t);
+        } else if m == minute - 1 {
             self.previous = self.previous.saturating_add(1);
         }
     }
@@ -75,11 +86,12 @@ impl RateCounter {
     /// Events in the last full minute plus the current partial one, weighted by how much of
     /// the previous minute still lies in the 60-second window ending at `now`.
     pub fn per_minute(&self, now: i64) -> u32 {
-        let m = now.div_euclid(60_000);
-        if m == self.minute {
+        let m = i64::from(minute_of(now));
+        let minute = i64::from(self.minute);
+        if m == minute {
             let frac = 1.0 - (now.rem_euclid(60_000) as f64 / 60_000.0);
             self.current + (f64::from(self.previous) * frac).round() as u32
-        } else if m == self.minute + 1 {
+        } else if m == minute + 1 {
             let frac = 1.0 - (now.rem_euclid(60_000) as f64 / 60_000.0);
             (f64::from(self.current) * frac).round() as u32
         } else {

@@ -180,7 +180,7 @@ impl ConcurrentUse {
         let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else {
             return;
         };
-        let Some(last) = s.last_place else { return };
+        let Some(last) = s.last_place() else { return };
         // An event older than the last sighting (out of order, or redelivered) cannot be a
         // return: interleaving is judged in event-time order only.
         if ctx.ev.time_ms < last.last_seen || !self.distinct(ctx, &last, &place) {

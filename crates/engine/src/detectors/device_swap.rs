@@ -112,7 +112,7 @@ impl DeviceSwap {
         let mut anomalies = Vec::new();
         let mut what = Vec::new();
         let now = ctx.ev.time_ms;
-        if let (Some(base), Some(dev)) = (s.device, ctx.obs.device) {
+        if let (Some(base), Some(dev)) = (s.device(), ctx.obs.device) {
             // Counted over the session's life (the last four fingerprints), not the state
             // window: a cookie that moves browsers after a quiet spell is still a swap.
             let window = i64::MAX / 2;

@@ -98,7 +98,7 @@ impl ImpossibleTravel {
         let (Some(s), Some(place)) = (ctx.session, ctx.obs.place) else {
             return;
         };
-        let Some(prev) = s.last_place else { return };
+        let Some(prev) = s.last_place() else { return };
         let Some((km, speed)) = travel(&prev, &place, ctx.ev.time_ms) else {
             return;
         };

@@ -131,7 +131,7 @@ impl Ctx<'_> {
     /// differs, `None` when nothing is comparable.
     pub fn same_client(&self) -> Option<bool> {
         let s = self.session?;
-        let device = match (s.device, self.obs.device) {
+        let device = match (s.device(), self.obs.device) {
             (Some(a), Some(b)) => Some(a == b),
             _ => None,
         };

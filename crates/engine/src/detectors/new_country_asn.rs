@@ -106,7 +106,7 @@ impl NewCountryAsn {
         let hosting = ctx.net.is_hosting(place.asn);
         let same_client = ctx.same_client() == Some(true);
         let moved = s
-            .last_place
+            .last_place()
             .and_then(|p| travel(&p, &place, ctx.ev.time_ms));
         let near = moved.is_some_and(|(km, _)| km <= ctx.net.same_place_km);
         let plausible = moved.is_none_or(|(_, speed)| speed < self.cfg.plausible_speed_kmh);

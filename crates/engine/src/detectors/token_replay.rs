@@ -137,7 +137,7 @@ impl TokenReplay {
             }
         }
         if let Some(s) = ctx.session
-            && let Some(ended) = s.ended_at
+            && let Some(ended) = s.ended_at()
             && is_use(ev.kind)
             && ev.time_ms > ended + grace
         {

@@ -93,7 +93,7 @@ impl UnfamiliarPlace {
     /// Looks at one event and appends any findings.
     pub fn observe(&self, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         // Only the session's first located event: later ones are the in-session detectors'.
-        if ctx.session.is_some_and(|s| s.last_place.is_some()) {
+        if ctx.session.is_some_and(|s| s.last_place().is_some()) {
             return;
         }
         let (Some(user), Some(place)) = (ctx.user, ctx.obs.place) else {
