@@ -437,10 +437,12 @@ impl Engine {
                 self.lifetimes_stale = true;
                 self.user_sessions_stale = true;
             }
-            (StateKey::Token(h), Some(StateValue::Token(t))) => {
+            (StateKey::Token(h), Some(StateValue::Token(mut t))) => {
+                t.session_id = self.strings.get(&t.session_id);
                 self.tokens.put(h, t);
             }
-            (StateKey::Refresh(h), Some(StateValue::Refresh(r))) => {
+            (StateKey::Refresh(h), Some(StateValue::Refresh(mut r))) => {
+                r.session_id = self.strings.get(&r.session_id);
                 self.refresh.put(h, r);
             }
             (StateKey::User(id), Some(StateValue::User(u))) => {

@@ -16,8 +16,8 @@ use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
 use crate::state::{
-    BoundedTable, EvictionCounts, NOT_QUEUED, Place, SessionState, Small, due_ticket, hash_str,
-    push_capped,
+    ArcStr, BoundedTable, EvictionCounts, NOT_QUEUED, Place, SessionState, Small, due_ticket,
+    hash_str, push_capped,
 };
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
@@ -275,6 +275,11 @@ impl Engine {
     /// Live sessions.
     pub fn live_sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// User baselines held.
+    pub fn live_users(&self) -> usize {
+        self.users.len()
     }
 
     /// Live token and refresh-token bindings.
@@ -868,7 +873,7 @@ impl Engine {
                 self.tokens.insert(
                     t,
                     TokenBinding {
-                        session_id: "".into(),
+                        session_id: ArcStr::new(),
                         device: 0,
                         ua: None,
                         first_seen: ev.time_ms,
@@ -1304,7 +1309,7 @@ impl Engine {
                     self.tokens.insert(
                         t,
                         TokenBinding {
-                            session_id: ev.session_id.as_str().into(),
+                            session_id: self.strings.get(&ev.session_id),
                             device: obs.device.unwrap_or(0),
                             ua: obs.ua,
                             first_seen: ev.time_ms,
@@ -1349,7 +1354,7 @@ impl Engine {
                     self.refresh.insert(
                         r,
                         RefreshState {
-                            session_id: ev.session_id.as_str().into(),
+                            session_id: self.strings.get(&ev.session_id),
                             redeemed_at: rotated.then_some(ev.time_ms),
                             redeemed_device: obs.device.unwrap_or(0),
                             redeemed_ip: obs.ip.unwrap_or(0),
@@ -1366,7 +1371,7 @@ impl Engine {
             self.refresh.insert(
                 n,
                 RefreshState {
-                    session_id: ev.session_id.as_str().into(),
+                    session_id: self.strings.get(&ev.session_id),
                     redeemed_at: None,
                     redeemed_device: 0,
                     redeemed_ip: 0,
