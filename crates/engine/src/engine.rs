@@ -16,8 +16,8 @@ use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
 use crate::state::{
-    ArcStr, BoundedTable, EvictionCounts, NOT_QUEUED, Place, SessionState, Small, due_ticket,
-    hash_str, push_capped,
+    ArcStr, BoundedTable, EvictionCounts, NOT_QUEUED, OptTime, Place, SessionState, Small,
+    due_ticket, hash_str, push_capped,
 };
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
@@ -614,7 +614,7 @@ impl Engine {
             return;
         }
         if let Some(t) = ev.token
-            && let Some(at) = self.tokens.get(&t).and_then(|b| b.exposed_at)
+            && let Some(at) = self.tokens.get(&t).and_then(|b| b.exposed_at.get())
         {
             let when = vigil_model::time::format_rfc3339(at);
             self.exposure_alert(
@@ -878,8 +878,8 @@ impl Engine {
                         ua: None,
                         first_seen: ev.time_ms,
                         last_seen: ev.time_ms,
-                        ended_at: None,
-                        exposed_at: Some(ev.time_ms),
+                        ended_at: OptTime::NONE,
+                        exposed_at: Some(ev.time_ms).into(),
                     },
                 );
                 None
@@ -1300,7 +1300,7 @@ impl Engine {
                     changed = new_period(b.last_seen, ev.time_ms, every);
                     b.last_seen = b.last_seen.max(ev.time_ms);
                     if *b.session_id == *ev.session_id && ended.is_some() && b.ended_at.is_none() {
-                        b.ended_at = ended;
+                        b.ended_at = ended.into();
                         changed = true;
                     }
                 }
@@ -1314,8 +1314,8 @@ impl Engine {
                             ua: obs.ua,
                             first_seen: ev.time_ms,
                             last_seen: ev.time_ms,
-                            ended_at: ended,
-                            exposed_at: None,
+                            ended_at: ended.into(),
+                            exposed_at: OptTime::NONE,
                         },
                     );
                 }
@@ -1330,7 +1330,7 @@ impl Engine {
                 && let Some(b) = self.tokens.get_mut(&t)
                 && b.ended_at.is_none()
             {
-                b.ended_at = Some(ev.time_ms);
+                b.ended_at = Some(ev.time_ms).into();
                 changed = true;
             }
         }
@@ -1345,7 +1345,7 @@ impl Engine {
                 Some(st) => {
                     st.last_seen = st.last_seen.max(ev.time_ms);
                     if rotated && st.redeemed_at.is_none() {
-                        st.redeemed_at = Some(ev.time_ms);
+                        st.redeemed_at = Some(ev.time_ms).into();
                         st.redeemed_device = obs.device.unwrap_or(0);
                         st.redeemed_ip = obs.ip.unwrap_or(0);
                     }
@@ -1355,7 +1355,7 @@ impl Engine {
                         r,
                         RefreshState {
                             session_id: self.strings.get(&ev.session_id),
-                            redeemed_at: rotated.then_some(ev.time_ms),
+                            redeemed_at: rotated.then_some(ev.time_ms).into(),
                             redeemed_device: obs.device.unwrap_or(0),
                             redeemed_ip: obs.ip.unwrap_or(0),
                             first_seen: ev.time_ms,
@@ -1372,7 +1372,7 @@ impl Engine {
                 n,
                 RefreshState {
                     session_id: self.strings.get(&ev.session_id),
-                    redeemed_at: None,
+                    redeemed_at: OptTime::NONE,
                     redeemed_device: 0,
                     redeemed_ip: 0,
                     first_seen: ev.time_ms,

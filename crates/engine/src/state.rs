@@ -151,6 +151,60 @@ pub struct LastEndpoint {
 /// [`LastEndpoint`]'s time before any event.
 const NO_TIME: i64 = i64::MIN;
 
+/// An optional time (epoch ms) in eight bytes instead of sixteen: [`NO_TIME`] stands for none.
+/// Written and read exactly as an `Option<i64>`, so a state struct may hold it in place of one
+/// without changing what the changelog holds. (A time of `i64::MIN` itself reads as none;
+/// event times are far from it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptTime(i64);
+
+impl OptTime {
+    /// No time.
+    pub const NONE: Self = Self(NO_TIME);
+
+    /// The time, if any.
+    pub fn get(self) -> Option<i64> {
+        (self.0 != NO_TIME).then_some(self.0)
+    }
+
+    /// Whether there is no time.
+    pub fn is_none(self) -> bool {
+        self.0 == NO_TIME
+    }
+
+    /// Sets the time to `t` unless one is set; returns the time held.
+    pub fn get_or_insert(&mut self, t: i64) -> i64 {
+        if self.0 == NO_TIME {
+            self.0 = t;
+        }
+        self.0
+    }
+}
+
+impl Default for OptTime {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl From<Option<i64>> for OptTime {
+    fn from(t: Option<i64>) -> Self {
+        t.map_or(Self::NONE, Self)
+    }
+}
+
+impl serde::Serialize for OptTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OptTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<i64>::deserialize(d).map(Self::from)
+    }
+}
+
 /// [`LastEndpoint`]'s ASN when unknown: the last 32-bit ASN, reserved (RFC 7300), which no
 /// network announces.
 const NO_ASN: u32 = u32::MAX;
@@ -437,9 +491,8 @@ pub struct SessionState {
     pub first_seen: i64,
     /// Latest event time, epoch ms.
     pub last_seen: i64,
-    /// When the session ended (logout or IdP revocation), epoch ms; [`NO_TIME`] while it
-    /// has not (see [`SessionState::ended_at`]).
-    ended: i64,
+    /// When the session ended (logout or IdP revocation), if it did.
+    ended: OptTime,
     /// The first device fingerprint seen (hash), 0 before one is (see [`SessionState::device`]).
     first_device: u64,
     /// Events seen.
@@ -554,7 +607,7 @@ impl SessionState {
             app: ev.app.as_deref().map(|a| strings.get(a)),
             first_seen: ev.time_ms,
             last_seen: ev.time_ms,
-            ended: NO_TIME,
+            ended: OptTime::NONE,
             first_device: 0,
             events: 0,
             revoked: false,
@@ -633,14 +686,12 @@ impl SessionState {
 
     /// When the session ended (logout or IdP revocation), if it did.
     pub fn ended_at(&self) -> Option<i64> {
-        (self.ended != NO_TIME).then_some(self.ended)
+        self.ended.get()
     }
 
     /// Records that the session ended at `t`, unless it already had.
     pub fn end_at(&mut self, t: i64) {
-        if self.ended == NO_TIME {
-            self.ended = t;
-        }
+        self.ended.get_or_insert(t);
     }
 
     /// The rarely present parts (empty for most sessions).
@@ -825,7 +876,7 @@ impl From<SessionWire> for SessionState {
             app: w.app.map(Into::into),
             first_seen: w.first_seen,
             last_seen: w.last_seen,
-            ended: w.ended_at.unwrap_or(NO_TIME),
+            ended: w.ended_at.into(),
             first_device: w.device.unwrap_or(0),
             events: w.events,
             revoked: w.revoked,
@@ -1429,6 +1480,24 @@ mod tests {
         json["recent_ids"] = serde_json::json!((1..=12).collect::<Vec<u64>>());
         let read: SessionState = serde_json::from_value(json).expect("reads");
         assert_eq!(read.recent_ids(), &[5, 6, 7, 8, 9, 10, 11, 12]);
+    }
+
+    /// An `OptTime` is written byte for byte as the `Option<i64>` it stands for, and read back.
+    #[test]
+    fn opt_time_is_written_as_an_option() {
+        for t in [None, Some(0), Some(1_714_550_400_000), Some(-5)] {
+            let o = OptTime::from(t);
+            assert_eq!(o.get(), t);
+            let bytes = postcard::to_allocvec(&o).expect("writes");
+            assert_eq!(bytes, postcard::to_allocvec(&t).expect("writes"));
+            assert_eq!(postcard::from_bytes::<OptTime>(&bytes).expect("reads"), o);
+            let json = serde_json::to_string(&o).expect("writes");
+            assert_eq!(json, serde_json::to_string(&t).expect("writes"));
+            assert_eq!(serde_json::from_str::<OptTime>(&json).expect("reads"), o);
+        }
+        let mut o = OptTime::NONE;
+        assert_eq!((o.get_or_insert(7), o.get_or_insert(9)), (7, 7));
+        assert_eq!(std::mem::size_of::<OptTime>(), 8);
     }
 
     /// A place holds its coordinates to `f32`'s precision and writes them as layout version 1

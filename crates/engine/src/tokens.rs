@@ -5,7 +5,7 @@
 //! session table; in the Kafka runtime they are owned by the same partition task, so inputs
 //! must be partitioned so a token's uses meet (see docs/ARCHITECTURE.md).
 
-use crate::state::{Aged, ArcStr};
+use crate::state::{Aged, ArcStr, OptTime};
 use crate::ua::UaInfo;
 
 /// The first session, device and client a token was seen with.
@@ -23,10 +23,10 @@ pub struct TokenBinding {
     /// Last seen, epoch ms.
     pub last_seen: i64,
     /// When the owning session ended (logout/revocation), if it did.
-    pub ended_at: Option<i64>,
+    pub ended_at: OptTime,
     /// When the token was reported exposed; any later use is replay.
     #[serde(default)]
-    pub exposed_at: Option<i64>,
+    pub exposed_at: OptTime,
 }
 
 impl Aged for TokenBinding {
@@ -44,7 +44,7 @@ pub struct RefreshState {
     /// Session the refresh token belongs to (shared as a token's is).
     pub session_id: ArcStr,
     /// When it was first redeemed, epoch ms.
-    pub redeemed_at: Option<i64>,
+    pub redeemed_at: OptTime,
     /// Device fingerprint hash at first redemption.
     pub redeemed_device: u64,
     /// IP hash at first redemption.

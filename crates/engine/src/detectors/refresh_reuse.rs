@@ -92,7 +92,7 @@ impl RefreshReuse {
                 ),
                 format!("session {}", st.session_id),
             )
-        } else if let Some(at) = st.redeemed_at {
+        } else if let Some(at) = st.redeemed_at.get() {
             let same_client = ctx.obs.device.unwrap_or(0) == st.redeemed_device
                 && ctx.obs.ip.unwrap_or(0) == st.redeemed_ip;
             if same_client && ev.time_ms - at <= self.cfg.grace.ms() {

@@ -95,7 +95,9 @@ impl TokenReplay {
                         format!("bound to session {}", b.session_id),
                         format!("session {}", ev.session_id),
                     ))
-                } else if b.ended_at.is_some_and(|e| ev.time_ms > e + grace) && is_use(ev.kind) {
+                } else if b.ended_at.get().is_some_and(|e| ev.time_ms > e + grace)
+                    && is_use(ev.kind)
+                {
                     Some((
                         self.cfg.confidence,
                         "Token used after its session ended",
