@@ -437,12 +437,10 @@ impl Engine {
                 self.lifetimes_stale = true;
                 self.user_sessions_stale = true;
             }
-            (StateKey::Token(h), Some(StateValue::Token(mut t))) => {
-                t.session_id = self.strings.get(&t.session_id);
+            (StateKey::Token(h), Some(StateValue::Token(t))) => {
                 self.tokens.put(h, t);
             }
-            (StateKey::Refresh(h), Some(StateValue::Refresh(mut r))) => {
-                r.session_id = self.strings.get(&r.session_id);
+            (StateKey::Refresh(h), Some(StateValue::Refresh(r))) => {
                 self.refresh.put(h, r);
             }
             (StateKey::User(id), Some(StateValue::User(u))) => {

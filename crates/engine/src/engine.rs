@@ -16,8 +16,8 @@ use crate::detectors::{Ctx, Detector, Network, Observation};
 use crate::governance::{GovernanceConfig, human_ms};
 use crate::policy::Policy;
 use crate::state::{
-    ArcStr, BoundedTable, EvictionCounts, NOT_QUEUED, OptTime, Place, SessionState, Small,
-    due_ticket, hash_str, push_capped,
+    BoundedTable, EvictionCounts, NOT_QUEUED, OptTime, Place, SessionState, Small, due_ticket,
+    hash_str, push_capped,
 };
 use crate::tokens::{RefreshState, TokenBinding};
 use crate::ua;
@@ -873,7 +873,7 @@ impl Engine {
                 self.tokens.insert(
                     t,
                     TokenBinding {
-                        session_id: ArcStr::new(),
+                        session_id: "".into(),
                         device: 0,
                         ua: None,
                         first_seen: ev.time_ms,
@@ -1309,7 +1309,7 @@ impl Engine {
                     self.tokens.insert(
                         t,
                         TokenBinding {
-                            session_id: self.strings.get(&ev.session_id),
+                            session_id: ev.session_id.as_str().into(),
                             device: obs.device.unwrap_or(0),
                             ua: obs.ua,
                             first_seen: ev.time_ms,
@@ -1354,7 +1354,7 @@ impl Engine {
                     self.refresh.insert(
                         r,
                         RefreshState {
-                            session_id: self.strings.get(&ev.session_id),
+                            session_id: ev.session_id.as_str().into(),
                             redeemed_at: rotated.then_some(ev.time_ms).into(),
                             redeemed_device: obs.device.unwrap_or(0),
                             redeemed_ip: obs.ip.unwrap_or(0),
@@ -1371,7 +1371,7 @@ impl Engine {
             self.refresh.insert(
                 n,
                 RefreshState {
-                    session_id: self.strings.get(&ev.session_id),
+                    session_id: ev.session_id.as_str().into(),
                     redeemed_at: OptTime::NONE,
                     redeemed_device: 0,
                     redeemed_ip: 0,

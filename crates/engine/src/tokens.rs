@@ -5,15 +5,14 @@
 //! session table; in the Kafka runtime they are owned by the same partition task, so inputs
 //! must be partitioned so a token's uses meet (see docs/ARCHITECTURE.md).
 
-use crate::state::{Aged, ArcStr, OptTime};
+use crate::state::{Aged, OptTime};
 use crate::ua::UaInfo;
 
 /// The first session, device and client a token was seen with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenBinding {
-    /// Session that first used or received the token (shared through the engine's string
-    /// table: a session's tokens hold its id once).
-    pub session_id: ArcStr,
+    /// Session that first used or received the token.
+    pub session_id: Box<str>,
     /// Device fingerprint hash at first use, 0 when unknown.
     pub device: u64,
     /// Client family at first use.
@@ -41,8 +40,8 @@ impl Aged for TokenBinding {
 /// A refresh token's life: issued, then redeemed (rotated) once.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RefreshState {
-    /// Session the refresh token belongs to (shared as a token's is).
-    pub session_id: ArcStr,
+    /// Session the refresh token belongs to.
+    pub session_id: Box<str>,
     /// When it was first redeemed, epoch ms.
     pub redeemed_at: OptTime,
     /// Device fingerprint hash at first redemption.
