@@ -1,10 +1,11 @@
 //! Per-session state and the bounded table that owns it.
 
-use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use vigil_model::{Endpoint, SessionEvent, WindowStats};
 
 use crate::ua::UaInfo;
@@ -144,8 +145,8 @@ pub struct LastEndpoint {
     pub user_agent: Option<ArcStr>,
     /// Device fingerprint.
     pub device_id: Option<Box<str>>,
-    /// When the session was seen there, epoch ms; [`NO_TIME`] when unknown.
-    time_ms: i64,
+    /// When the session was seen there, epoch ms, if known.
+    time_ms: OptTime,
 }
 
 /// [`LastEndpoint`]'s time before any event.
@@ -243,7 +244,7 @@ impl Default for LastEndpoint {
             as_org: None,
             user_agent: None,
             device_id: None,
-            time_ms: NO_TIME,
+            time_ms: OptTime::NONE,
         }
     }
 }
@@ -270,21 +271,7 @@ impl LastEndpoint {
             (Some(cur), Some(v)) if cur == v => {}
             (_, v) => self.device_id = v.map(Into::into),
         }
-        self.time_ms = ev.time_ms;
-    }
-
-    /// Shares this endpoint's strings through `strings` (for state read from the changelog).
-    pub fn intern(&mut self, strings: &mut Strings) {
-        for slot in [
-            &mut self.country,
-            &mut self.city,
-            &mut self.as_org,
-            &mut self.user_agent,
-        ] {
-            if let Some(v) = slot.as_mut() {
-                *v = strings.get(v);
-            }
-        }
+        self.time_ms = Some(ev.time_ms).into();
     }
 
     /// Autonomous system number, when known.
@@ -304,7 +291,7 @@ impl LastEndpoint {
             as_org: self.as_org.as_deref().map(str::to_owned),
             user_agent: self.user_agent.as_deref().map(str::to_owned),
             device_id: self.device_id.as_deref().map(str::to_owned),
-            time_ms: (self.time_ms != NO_TIME).then_some(self.time_ms),
+            time_ms: self.time_ms.get(),
         }
     }
 }
@@ -322,7 +309,7 @@ impl From<Endpoint> for LastEndpoint {
             as_org: e.as_org.map(Into::into),
             user_agent: e.user_agent.map(Into::into),
             device_id: e.device_id.map(Into::into),
-            time_ms: e.time_ms.unwrap_or(NO_TIME),
+            time_ms: e.time_ms.into(),
         }
     }
 }
@@ -341,10 +328,7 @@ impl serde::Serialize for LastEndpoint {
         st.serialize_field("as_org", &self.as_org.as_deref())?;
         st.serialize_field("user_agent", &self.user_agent.as_deref())?;
         st.serialize_field("device_id", &self.device_id.as_deref())?;
-        st.serialize_field(
-            "time_ms",
-            &(self.time_ms != NO_TIME).then_some(self.time_ms),
-        )?;
+        st.serialize_field("time_ms", &self.time_ms)?;
         st.end()
     }
 }
@@ -637,12 +621,19 @@ impl SessionState {
 
     /// Shares this state's strings through `strings` (for state read from the changelog).
     pub fn intern(&mut self, strings: &mut Strings) {
-        for slot in [&mut self.tenant, &mut self.app] {
+        let e = &mut self.last_endpoint;
+        for slot in [
+            &mut self.tenant,
+            &mut self.app,
+            &mut e.country,
+            &mut e.city,
+            &mut e.as_org,
+            &mut e.user_agent,
+        ] {
             if let Some(v) = slot.as_mut() {
                 *v = strings.get(v);
             }
         }
-        self.last_endpoint.intern(strings);
     }
 
     /// Where the session was last seen with location or network known, if it was.

@@ -66,18 +66,18 @@ impl RateCounter {
     /// Counts one event at `t` (late events within the grace count in their own minute
     /// only if it is the current or previous one).
     pub fn record(&mut self, t: i64) {
-        let m = i64::from(minute_of(t));
-        let minute = i64::from(self.minute);
+        let at = minute_of(t);
+        let (m, minute) = (i64::from(at), i64::from(self.minute));
         if m == minute {
             self.current = self.current.saturating_add(1);
         } else if m == minute + 1 {
             self.previous = self.current;
             self.current = 1;
-            self.minute = minute_of(t);
+            self.minute = at;
         } else if m > minute {
             self.previous = 0;
             self.current = 1;
-            self.minute = minute_of(t);
+            self.minute = at;
         } else if m == minute - 1 {
             self.previous = self.previous.saturating_add(1);
         }
