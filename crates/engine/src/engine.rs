@@ -307,17 +307,15 @@ impl Engine {
     /// event before it is processed. Changes nothing; returns a value only so the reads
     /// cannot be left out.
     pub fn prefetch(&self, ev: &SessionEvent) -> u64 {
-        let mut x = 0u64;
-        if let Some(s) = self.sessions.get(ev.session_id.as_str()) {
-            x ^= s.last_seen as u64 ^ s.recent_ids().first().copied().unwrap_or(0);
-        }
-        if let Some(u) = self.users.get(ev.user_id.as_str()) {
-            x ^= u.last_seen as u64;
-        }
-        if let Some(t) = ev.token
-            && let Some(b) = self.tokens.get(&t)
-        {
-            x ^= b.last_seen as u64;
+        let first_byte = |k: &str| u64::from(k.as_bytes().first().copied().unwrap_or(0));
+        let mut x = self
+            .sessions
+            .warm(ev.session_id.as_str(), |k, s| first_byte(k) ^ s.warm());
+        x ^= self.users.warm(ev.user_id.as_str(), |k, u| {
+            first_byte(k) ^ u.last_seen as u64
+        });
+        if let Some(t) = ev.token {
+            x ^= self.tokens.warm(&t, |_, b| b.last_seen as u64);
         }
         x
     }

@@ -646,6 +646,27 @@ impl SessionState {
         self.last_place = p;
     }
 
+    /// Reads a word from each part of the state an event's processing reads (the state
+    /// spans eight cache lines) and the first byte of the last device id, which lives on
+    /// its own: for [`crate::Engine::prefetch`], so these loads are issued together while
+    /// the event before is processed, not one after another as the detectors reach them.
+    pub fn warm(&self) -> u64 {
+        let e = &self.last_endpoint;
+        self.last_seen as u64
+            ^ self.recent[0]
+            ^ self.countries.first().copied().unwrap_or(0)
+            ^ u64::from(self.asns.first().copied().unwrap_or(0))
+            ^ self.places.first().map_or(0, |p| p.country)
+            ^ self.last_place.device
+            ^ u64::from(e.asn)
+            ^ e.time_ms.0 as u64
+            ^ e.device_id
+                .as_deref()
+                .and_then(|d| d.as_bytes().first())
+                .map_or(0, |b| u64::from(*b))
+            ^ u64::from(self.events)
+    }
+
     /// Hashes of the latest source record ids, oldest first.
     pub fn recent_ids(&self) -> &[u64] {
         &self.recent[..usize::from(self.recent_len)]
@@ -1056,6 +1077,20 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
         self.map
             .find(hash_of(key), |(k, _)| k.borrow() == key)
             .map(|(_, v)| v)
+    }
+
+    /// Reads, through `touch`, the entry `key` most likely names, without comparing keys:
+    /// the first whose hash tag matches. For [`crate::Engine::prefetch`]: the key's memory
+    /// and the value's are read side by side, where a lookup reads the value only after the
+    /// key compared equal. A wrong guess (another key with the same seven-bit tag in the
+    /// probed group) only warms the wrong entry.
+    pub fn warm<Q: Hash + ?Sized>(&self, key: &Q, touch: impl FnOnce(&K, &V) -> u64) -> u64
+    where
+        K: Borrow<Q>,
+    {
+        self.map
+            .find(hash_of(key), |_| true)
+            .map_or(0, |(k, v)| touch(k, v))
     }
 
     /// The entry for `key`, mutable.
@@ -1605,6 +1640,23 @@ mod tests {
         assert_eq!(t.evictions.capacity, gone.len() as u64);
         let newest = gone.iter().max().copied().unwrap_or(i64::MAX);
         assert!(newest < 10_000, "an entry last seen at {newest} went");
+    }
+
+    /// `warm` finds a present key's entry without comparing keys (no other key shares its
+    /// tag here), and reads nothing in an empty table.
+    #[test]
+    fn warm_reads_the_entry_a_key_names() {
+        let mut t = BoundedTable::new(i64::MAX, i64::MAX, 1_000);
+        assert_eq!(t.warm(&7i64, |_, v: &T| v.1 as u64), 0);
+        for i in 0..1_000i64 {
+            t.insert(i, T(0, i + 1));
+        }
+        for i in [0i64, 7, 999] {
+            assert_eq!(
+                t.warm(&i, |k, v| (*k as u64) << 32 | v.1 as u64),
+                (i as u64) << 32 | (i + 1) as u64
+            );
+        }
     }
 
     #[test]
