@@ -2,9 +2,9 @@
 //! native parse plus process together: the per-core figure issue 4's target speaks of.
 //!
 //! Every timed batch is new events (fresh record ids, later times): replaying one batch would
-//! measure the engine's duplicate check instead of detection. Each event's state is read
-//! ahead (`Engine::prefetch`) while the one before it is processed, as `vigil run` does;
-//! `ENGINE_PREFETCH=0` measures without.
+//! measure the engine's duplicate check instead of detection. Events' state is read ahead
+//! (`Engine::prefetch`) a group of `PREFETCH_GROUP` at a time, while the group before is
+//! processed, as `vigil run` does; `ENGINE_PREFETCH=0` measures without.
 //!
 //! Before the timed batches, each table size also prints its pauses: the longest and the
 //! rarest-slow single events over enough events to cross an expiry pass of every table
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
 use vigil_engine::inventory::{INVENTORY_STEP, InventoryScan};
-use vigil_engine::{Engine, EngineConfig, Output};
+use vigil_engine::{Engine, EngineConfig, Output, PREFETCH_GROUP};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 
 #[path = "support/native.rs"]
@@ -56,8 +56,8 @@ fn batch(sessions: usize, round: usize) -> Vec<String> {
 
 fn engine(c: &mut Criterion) {
     let ctx = AdapterContext::new(b"bench-key");
-    // `ENGINE_PREFETCH=0` measures without the read-ahead `vigil run` does (each event's state
-    // read while the event before it is processed).
+    // `ENGINE_PREFETCH=0` measures without the read-ahead `vigil run` does (each group's state
+    // read while the group before it is processed).
     let prefetch = std::env::var("ENGINE_PREFETCH").map_or(true, |v| v != "0");
     // `ENGINE_LIFETIMES=1` gives human sessions a lifetime policy (12 hours' idle, which no
     // session here reaches): what the engine pays to watch for it.
@@ -104,12 +104,19 @@ fn engine(c: &mut Criterion) {
                         })
                         .collect();
                     let t = Instant::now();
-                    for (i, ev) in events.iter().enumerate() {
-                        if let Some(next) = events.get(i + 1).filter(|_| prefetch) {
-                            std::hint::black_box(engine.prefetch(next));
+                    // As `vigil run` does: each group's state read while the group before it
+                    // is processed.
+                    let groups: Vec<&[_]> = events.chunks(PREFETCH_GROUP).collect();
+                    for (i, group) in groups.iter().enumerate() {
+                        if let Some(next) = groups.get(i + 1).filter(|_| prefetch) {
+                            for ev in next.iter() {
+                                std::hint::black_box(engine.prefetch(ev));
+                            }
                         }
-                        let _ = engine.process(ev, &mut out);
-                        out.clear();
+                        for ev in group.iter() {
+                            let _ = engine.process(ev, &mut out);
+                            out.clear();
+                        }
                     }
                     total += t.elapsed();
                 }
@@ -128,16 +135,25 @@ fn engine(c: &mut Criterion) {
                             parse_record(l.as_bytes(), InputFormat::Native, &ctx).expect("valid")
                         };
                         let t = Instant::now();
-                        // As `vigil run` does: each record read one ahead of the one processed.
+                        // As `vigil run` does: records read a group ahead of the group
+                        // processed, and the group's state read as it is read.
                         let mut lines = lines.iter();
-                        let mut next = lines.next().map(parse);
-                        while let Some(ev) = next.take() {
-                            next = lines.next().map(parse);
-                            if let Some(n) = next.as_ref().filter(|_| prefetch) {
-                                std::hint::black_box(engine.prefetch(n));
+                        let mut group = Vec::with_capacity(PREFETCH_GROUP);
+                        let mut ahead = Vec::with_capacity(PREFETCH_GROUP);
+                        let mut read_ahead = |engine: &Engine, into: &mut Vec<_>| {
+                            into.extend(lines.by_ref().take(PREFETCH_GROUP).map(parse));
+                            for ev in into.iter().filter(|_| prefetch) {
+                                std::hint::black_box(engine.prefetch(ev));
                             }
-                            let _ = engine.process(&ev, &mut out);
-                            out.clear();
+                        };
+                        read_ahead(&engine, &mut group);
+                        while !group.is_empty() {
+                            read_ahead(&engine, &mut ahead);
+                            for ev in group.drain(..) {
+                                let _ = engine.process(&ev, &mut out);
+                                out.clear();
+                            }
+                            std::mem::swap(&mut group, &mut ahead);
                         }
                         total += t.elapsed();
                     }

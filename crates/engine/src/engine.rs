@@ -34,6 +34,12 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 /// Table entries the expiry pass under way looks at per event processed: a pass over a
 /// million entries is spread over 125,000 events instead of pausing one of them.
 const SWEEP_COST_PER_EVENT: usize = 8;
+/// Events a caller reads ahead and passes to [`Engine::prefetch`] together, before processing
+/// the group read before them. Each prefetch waits on memory (at 1e5 live sessions and more,
+/// most of what an event costs); the waits of a group's events overlap one another, where
+/// one event read ahead at a time waits alone (engine bench at 1e5 sessions: parse + process
+/// about a fifth faster with groups of 16 than one ahead).
+pub const PREFETCH_GROUP: usize = 16;
 /// Entries the expiry pass looks at in one go, once enough events have paid for them. Looked
 /// at a few per event, each entry's state was read alone and the pass cost about twice as
 /// much per event (median event 0.7 -> 1.1-1.5 us at a million live sessions, measured); in

@@ -43,4 +43,4 @@ pub mod window;
 
 pub use changelog::{EncodedChanges, StateKey, StateValue, ValueEncoding};
 pub use config::{ConfigError, EngineConfig, HumanDuration};
-pub use engine::{Engine, EngineStats, Output};
+pub use engine::{Engine, EngineStats, Output, PREFETCH_GROUP};

@@ -14,7 +14,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use vigil_engine::{Engine, EngineConfig, Output, StateKey, StateValue, ValueEncoding};
+use vigil_engine::{
+    Engine, EngineConfig, Output, PREFETCH_GROUP, StateKey, StateValue, ValueEncoding,
+};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 use vigil_model::{RejectReason, Rejection, SessionEvent};
@@ -259,22 +261,24 @@ impl Task {
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Command::Records(records) => {
-                    // Each record is read one ahead of the one being processed, and the state
-                    // it will look up is read then: the engine waits on memory (at a million
-                    // sessions most of its time), and this way the next event's wait overlaps
-                    // the current event's work.
+                    // Records are read a group ahead of the group being processed, and the
+                    // state each will look up is read then: the engine waits on memory (at a
+                    // million sessions most of its time), and this way the waits of a group
+                    // overlap one another and the work on the group before.
                     let mut records = records.into_iter();
-                    let mut next = records.next().map(|r| self.read(r));
-                    while let Some((r, ev)) = next.take() {
-                        next = records.next().map(|r| self.read(r));
-                        if let Some((_, Ok(ev))) = &next {
-                            std::hint::black_box(self.engine.prefetch(ev));
+                    let mut group = Vec::with_capacity(PREFETCH_GROUP);
+                    let mut ahead = Vec::with_capacity(PREFETCH_GROUP);
+                    self.read_ahead(&mut records, &mut group);
+                    while !group.is_empty() {
+                        self.read_ahead(&mut records, &mut ahead);
+                        for (r, ev) in group.drain(..) {
+                            if let Err(e) = self.handle(r, ev).await {
+                                warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                                let _ = fatal.send(e);
+                                return;
+                            }
                         }
-                        if let Err(e) = self.handle(r, ev).await {
-                            warn!(partition = self.partition, error = %e, "Partition task stopped.");
-                            let _ = fatal.send(e);
-                            return;
-                        }
+                        std::mem::swap(&mut group, &mut ahead);
                     }
                 }
                 // At-least-once's periodic flush: the task goes on with its records while
@@ -316,6 +320,21 @@ impl Task {
         }
         self.shared.metrics.publish_inventory(self.partition, None);
         debug!(partition = self.partition, "Partition task ended.");
+    }
+
+    /// Reads up to [`PREFETCH_GROUP`] records into `into` (empty on entry) and prefetches
+    /// the state of their events.
+    fn read_ahead(
+        &mut self,
+        records: &mut impl Iterator<Item = Incoming>,
+        into: &mut Vec<(Incoming, Result<SessionEvent, Rejection>)>,
+    ) {
+        into.extend(records.take(PREFETCH_GROUP).map(|r| self.read(r)));
+        for (_, ev) in into.iter() {
+            if let Ok(ev) = ev {
+                std::hint::black_box(self.engine.prefetch(ev));
+            }
+        }
     }
 
     /// Counts a record and reads it into an event (GeoIP-enriched) or a rejection.
