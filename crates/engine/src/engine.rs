@@ -308,20 +308,26 @@ impl Engine {
         self.sessions.get(id).map(|s| &**s)
     }
 
-    /// Reads what [`Engine::process`] will first read for `ev` (its session's and user's
-    /// entries, its token's binding), so that the memory it waits on is on its way while the
-    /// event before it is processed. Changes nothing; returns a value only so the reads
-    /// cannot be left out.
+    /// Reads what [`Engine::process`] will read for `ev` (its session's state, its user's
+    /// baseline, its token's binding, and the strings they hold apart), so that the memory
+    /// it waits on is on its way while the events before it are processed. Changes nothing;
+    /// returns a value only so the reads cannot be left out.
     pub fn prefetch(&self, ev: &SessionEvent) -> u64 {
         let first_byte = |k: &str| u64::from(k.as_bytes().first().copied().unwrap_or(0));
         let mut x = self
             .sessions
             .warm(ev.session_id.as_str(), |k, s| first_byte(k) ^ s.warm());
         x ^= self.users.warm(ev.user_id.as_str(), |k, u| {
-            first_byte(k) ^ u.last_seen as u64
+            first_byte(k)
+                ^ u.last_seen as u64
+                ^ u.countries.first().copied().unwrap_or(0)
+                ^ u.devices.first().copied().unwrap_or(0)
+                ^ u64::from(u.places.first().copied().unwrap_or(0))
         });
         if let Some(t) = ev.token {
-            x ^= self.tokens.warm(&t, |_, b| b.last_seen as u64);
+            x ^= self
+                .tokens
+                .warm(&t, |_, b| first_byte(&b.session_id) ^ b.last_seen as u64);
         }
         x
     }
