@@ -18,8 +18,8 @@ use vigil_engine::{
     Engine, EngineConfig, Output, PREFETCH_GROUP, StateKey, StateValue, ValueEncoding,
 };
 use vigil_geo::GeoDb;
-use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
-use vigil_model::{RejectReason, Rejection, SessionEvent};
+use vigil_model::adapters::{AdapterContext, InputFormat, parse_record_into};
+use vigil_model::{RejectReason, Rejection, SessionEvent, SourceFormat};
 use vigil_sign::SetSigner;
 
 use crate::config::OutputTopics;
@@ -167,7 +167,13 @@ struct Task {
     last_inventory: Option<std::time::Instant>,
     /// The inventory scan under way, one step per tick.
     inventory: Option<vigil_engine::inventory::InventoryScan>,
+    /// Events processed, whose strings the next records are parsed into (at most the two
+    /// groups [`Task::read_ahead`] holds).
+    spent: Vec<SessionEvent>,
 }
+
+/// The largest record whose event's strings are parsed into again (see [`Task::spent`]).
+const SPENT_RECORD_MAX: usize = 4096;
 
 /// How long a partition task waits between the end of a scan of its session inventory and
 /// the start of the next (a scan takes a step of [`vigil_engine::inventory::INVENTORY_STEP`]
@@ -210,6 +216,7 @@ pub fn spawn(
             last_event: std::time::Instant::now(),
             last_inventory: None,
             inventory: None,
+            spent: Vec::with_capacity(2 * PREFETCH_GROUP),
             shared,
         };
         task.run(rx, ready, fatal).await;
@@ -357,10 +364,24 @@ impl Task {
                 RejectReason::MissingField,
                 "record has no value",
             )),
-            Some(bytes) => parse_record(bytes, format, &self.shared.adapter).map(|mut ev| {
-                self.geo.enrich(&mut ev);
-                ev
-            }),
+            Some(bytes) => {
+                let mut ev = self
+                    .spent
+                    .pop()
+                    .unwrap_or_else(|| SessionEvent::empty(SourceFormat::Native));
+                match parse_record_into(bytes, format, &self.shared.adapter, &mut ev) {
+                    Ok(()) => {
+                        self.geo.enrich(&mut ev);
+                        Ok(ev)
+                    }
+                    Err(rej) => {
+                        if bytes.len() <= SPENT_RECORD_MAX {
+                            self.spent.push(ev);
+                        }
+                        Err(rej)
+                    }
+                }
+            }
         };
         (r, result)
     }
@@ -377,7 +398,16 @@ impl Task {
                 if !ev.kind.is_session_event() && !r.broadcast {
                     self.broadcast(&r).await?;
                 }
-                self.engine.process(&ev, &mut self.out)
+                let res = self.engine.process(&ev, &mut self.out);
+                // An event's strings keep the largest capacity they were given: one read from
+                // an outsized record is dropped rather than kept for the next.
+                if r.payload
+                    .as_ref()
+                    .is_some_and(|p| p.len() <= SPENT_RECORD_MAX)
+                {
+                    self.spent.push(ev);
+                }
+                res
             }
             Err(e) => Err(e),
         };

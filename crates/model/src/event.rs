@@ -285,3 +285,36 @@ pub struct SessionEvent {
     /// `activity_name`), matched by governance's `task_end_events`.
     pub event_name: Option<String>,
 }
+
+impl SessionEvent {
+    /// An event with every field absent or empty: what a parser fills in, and what
+    /// [`parse_record_into`](crate::adapters::parse_record_into) reuses the allocations of.
+    pub fn empty(source: SourceFormat) -> Self {
+        Self {
+            time_ms: 0,
+            kind: EventKind::Access,
+            success: true,
+            session_id: String::new(),
+            root_session_id: None,
+            parent_session_id: None,
+            user_id: String::new(),
+            tenant: None,
+            ip: None,
+            user_agent: None,
+            device_id: None,
+            token: None,
+            refresh_token: None,
+            new_refresh_token: None,
+            scopes: Vec::new(),
+            app: None,
+            client_id: None,
+            geo: Geo::default(),
+            source,
+            source_id: String::new(),
+            identity_type: None,
+            lifecycle: None,
+            found_in: None,
+            event_name: None,
+        }
+    }
+}

@@ -97,6 +97,20 @@ pub fn parse_record(
     format: InputFormat,
     ctx: &AdapterContext,
 ) -> Result<SessionEvent, Rejection> {
+    let mut ev = SessionEvent::empty(crate::event::SourceFormat::Native);
+    parse_record_into(bytes, format, ctx, &mut ev).map(|()| ev)
+}
+
+/// [`parse_record`] into `ev`, reusing the allocations of the strings it holds where the
+/// record takes the native fast path (a partition task parses into the same few events over
+/// and over). The event written is the one [`parse_record`] returns, whatever `ev` held
+/// before; after an `Err`, `ev` holds no particular event.
+pub fn parse_record_into(
+    bytes: &[u8],
+    format: InputFormat,
+    ctx: &AdapterContext,
+    ev: &mut SessionEvent,
+) -> Result<(), Rejection> {
     if bytes.len() > ctx.max_record_bytes {
         return Err(Rejection::new(
             RejectReason::TooLarge,
@@ -123,8 +137,8 @@ pub fn parse_record(
         InputFormat::Auto => text.contains("\"kind\""),
         _ => false,
     };
-    if native_candidate && let Some(ev) = native::parse_fast(text, ctx) {
-        return Ok(ev);
+    if native_candidate && native::parse_fast_into(text, ctx, ev) {
+        return Ok(());
     }
     let value = Value::parse_record(text).map_err(|e| {
         Rejection::new(
@@ -132,7 +146,8 @@ pub fn parse_record(
             format!("record is not valid JSON: {e}"),
         )
     })?;
-    map_value(&value, format, ctx)
+    *ev = map_value(&value, format, ctx)?;
+    Ok(())
 }
 
 /// Maps an already-parsed JSON value.

@@ -127,196 +127,416 @@ pub fn parse(v: &Value, ctx: &AdapterContext) -> Result<SessionEvent, Rejection>
 }
 
 /// The fast path for well-formed native records: one typed pass over the bytes, borrowing
-/// strings from the input, instead of building a `serde_json::Value` tree first.
+/// strings from the input, instead of building a JSON tree first.
 ///
 /// It answers only when it is sure: `Some` holds exactly what [`parse`] would return for the
 /// record; anything unusual (a wrong type, a quoted number, a float id, a bad timestamp, an
 /// unknown `kind`, a missing field, a duplicate key, a record that is not native) gives
 /// `None`, and the caller takes the general path, which names the fault.
 pub fn parse_fast(text: &str, ctx: &AdapterContext) -> Option<SessionEvent> {
-    use std::borrow::Cow;
-    fn s(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
-        v.filter(|x| !x.is_empty())
-    }
-    let r: fast::Record<'_> = serde_json::from_str(text).ok()?;
-    let kind_str = s(r.kind)?;
-    let session_raw = s(r.session_id);
-    let user_raw = s(r.user_id);
-    let token_id = r.token_id.and_then(|x| x.0);
-    let token_hash = s(r.token_hash);
-    // Detection as `detect` decides it (present, non-null ids only; else the general path).
-    if session_raw.is_none() && user_raw.is_none() && token_id.is_none() && token_hash.is_none() {
-        return None;
-    }
-    let kind = EventKind::parse(&kind_str)?;
-    // As `token_field`: the identifier hashed with the deployment key, else the given hash.
-    let hashed = |id: Option<String>, hash: Option<Cow<'_, str>>| match (id, hash) {
-        (Some(id), _) => Some(Some(ctx.hasher.hash(&id))),
-        (None, Some(h)) => crate::token::TokenHash::from_hex(&h).map(Some),
-        (None, None) => Some(None),
-    };
-    let token = hashed(token_id, token_hash)?;
-    let refresh_token = hashed(
-        r.refresh_token_id.and_then(|x| x.0),
-        s(r.refresh_token_hash),
-    )?;
-    let new_refresh_token = hashed(
-        r.new_refresh_token_id.and_then(|x| x.0),
-        s(r.new_refresh_token_hash),
-    )?;
-    let identity_type = match s(r.identity_type) {
-        Some(t) => Some(IdentityType::parse(&t)?),
-        None => None,
-    };
-    let lifecycle = match s(r.lifecycle) {
-        Some(c) => Some(LifecycleChange::parse(&c)?),
-        None if kind == EventKind::UserLifecycle => return None,
-        None => None,
-    };
-    let session_id = match session_raw {
-        Some(v) => v.into_owned(),
-        None if kind.is_session_event() => return None,
-        None => String::new(),
-    };
-    let user_id = match user_raw {
-        Some(v) => v.into_owned(),
-        None if kind == EventKind::TokenExposed => String::new(),
-        None => return None,
-    };
-    if kind == EventKind::TokenExposed && token.is_none() {
-        return None;
-    }
-    let time_ms = match r.time? {
-        fast::Time::Text(t) => crate::time::parse_rfc3339(t.trim())?,
-        fast::Time::Number(x) => super::json::epoch_to_ms(x)?,
-    };
-    if !crate::time::is_plausible(time_ms) {
-        return None;
-    }
-    let ip = match s(r.ip) {
-        Some(ip) => Some(super::json::parse_ip(&ip)?),
-        None => None,
-    };
-    let u32_of = |x: Option<f64>| match x {
-        None => Some(None),
-        Some(x) => super::json::as_u32(x).map(Some),
-    };
-    let g = r.geo.unwrap_or_default();
-    let geo = Geo {
-        country: s(g.country).map(Into::into),
-        city: s(g.city).map(Into::into),
-        lat: g.lat,
-        lon: g.lon,
-        accuracy_km: u32_of(g.accuracy_km)?,
-        asn: u32_of(r.asn)?,
-        as_org: s(r.as_org).map(Into::into),
-        is_proxy: r.is_proxy,
-    };
-    let scopes = match r.scopes {
-        None => Vec::new(),
-        Some(fast::Scopes(v)) => v,
-    };
-    Some(SessionEvent {
-        time_ms,
-        kind,
-        success: r.success.unwrap_or(true),
-        session_id,
-        root_session_id: s(r.root_session_id).map(Into::into),
-        parent_session_id: s(r.parent_session_id).map(Into::into),
-        user_id,
-        tenant: s(r.tenant).map(Into::into),
-        ip,
-        user_agent: s(r.user_agent).map(Into::into),
-        device_id: r.device_id.and_then(|x| x.0),
-        token,
-        refresh_token,
-        new_refresh_token,
-        scopes,
-        app: s(r.app).map(Into::into),
-        client_id: s(r.client_id).map(Into::into),
-        geo,
-        source: SourceFormat::Native,
-        source_id: s(r.id)?.into_owned(),
-        identity_type,
-        lifecycle,
-        found_in: s(r.found_in).map(Into::into),
-        event_name: s(r.event).map(Into::into),
-    })
+    let mut ev = SessionEvent::empty(SourceFormat::Native);
+    parse_fast_into(text, ctx, &mut ev).then_some(ev)
 }
 
-/// The typed shape [`parse_fast`] reads. Every field is optional (`null` is absent, as in
-/// the general path); a value of another type fails the whole pass.
+/// [`parse_fast`] into `ev`, reusing the allocations of the strings `ev` holds: a partition
+/// reading records into the same few events allocates nothing for a record whose strings fit
+/// where the previous record's were. Every field is written from this record alone (the old
+/// strings are only buffers). On `false`, `ev` holds no particular event.
+pub fn parse_fast_into(text: &str, ctx: &AdapterContext, ev: &mut SessionEvent) -> bool {
+    use serde::de::DeserializeSeed;
+    let mut old = std::mem::replace(ev, SessionEvent::empty(SourceFormat::Native));
+    let mut de = serde_json::Deserializer::from_str(text);
+    let facts = match (fast::Top {
+        ev: &mut *ev,
+        old: &mut old,
+        ctx,
+    })
+    .deserialize(&mut de)
+    {
+        Ok(f) => f,
+        Err(_) => return false,
+    };
+    de.end().is_ok() && facts.finish(ev)
+}
+
+/// The typed pass [`parse_fast_into`] makes. Every field is optional (`null` is absent, as in
+/// the general path, and so is an empty string); a value of another type, a repeated key or
+/// a value the general path would refuse fails the whole pass.
 mod fast {
     use std::borrow::Cow;
     use std::fmt;
 
     use serde::Deserialize;
-    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
 
-    type S<'a> = Option<Cow<'a, str>>;
+    use super::AdapterContext;
+    use crate::event::{EventKind, Geo, IdentityType, LifecycleChange, SessionEvent};
+    use crate::token::TokenHash;
 
-    #[derive(Deserialize)]
-    pub struct Record<'a> {
-        #[serde(borrow)]
-        pub id: S<'a>,
-        pub time: Option<Time<'a>>,
-        #[serde(borrow)]
-        pub kind: S<'a>,
-        pub success: Option<bool>,
-        #[serde(borrow)]
-        pub session_id: S<'a>,
-        #[serde(borrow)]
-        pub root_session_id: S<'a>,
-        #[serde(borrow)]
-        pub parent_session_id: S<'a>,
-        #[serde(borrow)]
-        pub user_id: S<'a>,
-        #[serde(borrow)]
-        pub tenant: S<'a>,
-        #[serde(borrow)]
-        pub ip: S<'a>,
-        #[serde(borrow)]
-        pub user_agent: S<'a>,
-        pub device_id: Option<Id>,
-        pub token_id: Option<Id>,
-        #[serde(borrow)]
-        pub token_hash: S<'a>,
-        pub refresh_token_id: Option<Id>,
-        #[serde(borrow)]
-        pub refresh_token_hash: S<'a>,
-        pub new_refresh_token_id: Option<Id>,
-        #[serde(borrow)]
-        pub new_refresh_token_hash: S<'a>,
-        pub scopes: Option<Scopes>,
-        #[serde(borrow)]
-        pub app: S<'a>,
-        #[serde(borrow)]
-        pub client_id: S<'a>,
-        #[serde(borrow)]
-        pub geo: Option<Geo<'a>>,
-        pub asn: Option<f64>,
-        #[serde(borrow)]
-        pub as_org: S<'a>,
-        pub is_proxy: Option<bool>,
-        #[serde(borrow)]
-        pub identity_type: S<'a>,
-        #[serde(borrow)]
-        pub lifecycle: S<'a>,
-        #[serde(borrow)]
-        pub found_in: S<'a>,
-        #[serde(borrow)]
-        pub event: S<'a>,
+    /// What the pass learned that is checked or combined once the whole record is read.
+    #[derive(Default)]
+    pub struct Facts {
+        kind: Option<EventKind>,
+        time_ms: Option<i64>,
+        success: Option<bool>,
+        // Per token: the hashed identifier, and the given hash (`Some(None)`: present but
+        // not a valid digest).
+        tokens: [(Option<TokenHash>, Option<Option<TokenHash>>); 3],
+        identity_type: Option<IdentityType>,
+        lifecycle: Option<LifecycleChange>,
     }
 
-    #[derive(Deserialize, Default)]
-    pub struct Geo<'a> {
-        #[serde(borrow)]
-        pub country: S<'a>,
-        #[serde(borrow)]
-        pub city: S<'a>,
-        pub lat: Option<f64>,
-        pub lon: Option<f64>,
-        pub accuracy_km: Option<f64>,
+    impl Facts {
+        /// The checks [`super::parse`] makes, on the record read into `ev`.
+        pub fn finish(self, ev: &mut SessionEvent) -> bool {
+            let Some(kind) = self.kind else { return false };
+            // Detection as `detect` decides it (present, non-empty ids only).
+            let (token_id, token_hash) = &self.tokens[0];
+            if ev.session_id.is_empty()
+                && ev.user_id.is_empty()
+                && token_id.is_none()
+                && token_hash.is_none()
+            {
+                return false;
+            }
+            // As `token_field`: the identifier hashed, else the given hash, which must be valid.
+            let mut hashes = [None; 3];
+            for (out, (id, hash)) in hashes.iter_mut().zip(self.tokens) {
+                *out = match (id, hash) {
+                    (Some(h), _) | (None, Some(Some(h))) => Some(h),
+                    (None, Some(None)) => return false,
+                    (None, None) => None,
+                };
+            }
+            let [token, refresh_token, new_refresh_token] = hashes;
+            if (kind == EventKind::UserLifecycle && self.lifecycle.is_none())
+                || (kind.is_session_event() && ev.session_id.is_empty())
+                || (kind != EventKind::TokenExposed && ev.user_id.is_empty())
+                || (kind == EventKind::TokenExposed && token.is_none())
+                || ev.source_id.is_empty()
+            {
+                return false;
+            }
+            let Some(time_ms) = self.time_ms.filter(|t| crate::time::is_plausible(*t)) else {
+                return false;
+            };
+            ev.time_ms = time_ms;
+            ev.kind = kind;
+            ev.success = self.success.unwrap_or(true);
+            ev.token = token;
+            ev.refresh_token = refresh_token;
+            ev.new_refresh_token = new_refresh_token;
+            ev.identity_type = self.identity_type;
+            ev.lifecycle = self.lifecycle;
+            true
+        }
+    }
+
+    /// The record's members, written into `ev` (strings into the buffers of `old`).
+    pub struct Top<'a> {
+        pub ev: &'a mut SessionEvent,
+        pub old: &'a mut SessionEvent,
+        pub ctx: &'a AdapterContext,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Top<'_> {
+        type Value = Facts;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Facts, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    /// The index of a top-level key of the native schema (the bit it takes in the set of
+    /// keys seen), `None` for a key the pass does not read.
+    fn top_key(k: &str) -> Option<u8> {
+        Some(match k {
+            "id" => 0,
+            "time" => 1,
+            "kind" => 2,
+            "success" => 3,
+            "session_id" => 4,
+            "root_session_id" => 5,
+            "parent_session_id" => 6,
+            "user_id" => 7,
+            "tenant" => 8,
+            "ip" => 9,
+            "user_agent" => 10,
+            "device_id" => 11,
+            "token_id" => 12,
+            "token_hash" => 13,
+            "refresh_token_id" => 14,
+            "refresh_token_hash" => 15,
+            "new_refresh_token_id" => 16,
+            "new_refresh_token_hash" => 17,
+            "scopes" => 18,
+            "app" => 19,
+            "client_id" => 20,
+            "geo" => 21,
+            "asn" => 22,
+            "as_org" => 23,
+            "is_proxy" => 24,
+            "identity_type" => 25,
+            "lifecycle" => 26,
+            "found_in" => 27,
+            "event" => 28,
+            _ => return None,
+        })
+    }
+
+    /// The index of a key of `geo`.
+    fn geo_key(k: &str) -> Option<u8> {
+        Some(match k {
+            "country" => 0,
+            "city" => 1,
+            "lat" => 2,
+            "lon" => 3,
+            "accuracy_km" => 4,
+            _ => return None,
+        })
+    }
+
+    fn fail<E: de::Error>(what: &str) -> E {
+        E::custom(what)
+    }
+
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = Facts;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a native record")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Facts, A::Error> {
+            let Top { ev, old, ctx } = self;
+            let mut f = Facts::default();
+            let mut seen = 0u32;
+            while let Some(key) = map.next_key_seed(Key(top_key))? {
+                let Some(k) = key else {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                };
+                if seen & (1 << k) != 0 {
+                    return Err(fail("duplicate key"));
+                }
+                seen |= 1 << k;
+                match k {
+                    0 => put_string(&mut ev.source_id, &mut old.source_id, map.next_value()?),
+                    1 => {
+                        f.time_ms = match map.next_value::<Option<Time<'de>>>()? {
+                            None => None,
+                            Some(Time::Text(t)) => Some(
+                                crate::time::parse_rfc3339(t.trim()).ok_or_else(|| fail("time"))?,
+                            ),
+                            Some(Time::Number(x)) => Some(
+                                crate::adapters::json::epoch_to_ms(x)
+                                    .ok_or_else(|| fail("time"))?,
+                            ),
+                        }
+                    }
+                    2 => {
+                        f.kind = match non_empty(map.next_value()?) {
+                            Some(s) => Some(EventKind::parse(&s).ok_or_else(|| fail("kind"))?),
+                            None => None,
+                        }
+                    }
+                    3 => f.success = map.next_value()?,
+                    4 => put_string(&mut ev.session_id, &mut old.session_id, map.next_value()?),
+                    5 => put(
+                        &mut ev.root_session_id,
+                        &mut old.root_session_id,
+                        map.next_value()?,
+                    ),
+                    6 => put(
+                        &mut ev.parent_session_id,
+                        &mut old.parent_session_id,
+                        map.next_value()?,
+                    ),
+                    7 => put_string(&mut ev.user_id, &mut old.user_id, map.next_value()?),
+                    8 => put(&mut ev.tenant, &mut old.tenant, map.next_value()?),
+                    9 => {
+                        ev.ip = match non_empty(map.next_value()?) {
+                            Some(s) => Some(
+                                crate::adapters::json::parse_ip(&s).ok_or_else(|| fail("ip"))?,
+                            ),
+                            None => None,
+                        }
+                    }
+                    10 => put(&mut ev.user_agent, &mut old.user_agent, map.next_value()?),
+                    11 => {
+                        let id = map.next_value::<Option<Id<'de>>>()?.and_then(|i| i.0);
+                        put(&mut ev.device_id, &mut old.device_id, id.map(Str))
+                    }
+                    12 | 14 | 16 => {
+                        let id = map.next_value::<Option<Id<'de>>>()?.and_then(|i| i.0);
+                        f.tokens[usize::from(k - 12) / 2].0 = id.map(|id| ctx.hasher.hash(&id));
+                    }
+                    13 | 15 | 17 => {
+                        f.tokens[usize::from(k - 13) / 2].1 =
+                            non_empty(map.next_value()?).map(|h| TokenHash::from_hex(&h));
+                    }
+                    18 => {
+                        ev.scopes = std::mem::take(&mut old.scopes);
+                        map.next_value_seed(Scopes(&mut ev.scopes))?;
+                    }
+                    19 => put(&mut ev.app, &mut old.app, map.next_value()?),
+                    20 => put(&mut ev.client_id, &mut old.client_id, map.next_value()?),
+                    21 => map.next_value_seed(GeoSeed {
+                        geo: &mut ev.geo,
+                        old: &mut old.geo,
+                    })?,
+                    22 => ev.geo.asn = u32_of(map.next_value()?)?,
+                    23 => put(&mut ev.geo.as_org, &mut old.geo.as_org, map.next_value()?),
+                    24 => ev.geo.is_proxy = map.next_value()?,
+                    25 => {
+                        f.identity_type = match non_empty(map.next_value()?) {
+                            Some(s) => {
+                                Some(IdentityType::parse(&s).ok_or_else(|| fail("identity_type"))?)
+                            }
+                            None => None,
+                        }
+                    }
+                    26 => {
+                        f.lifecycle = match non_empty(map.next_value()?) {
+                            Some(s) => {
+                                Some(LifecycleChange::parse(&s).ok_or_else(|| fail("lifecycle"))?)
+                            }
+                            None => None,
+                        }
+                    }
+                    27 => put(&mut ev.found_in, &mut old.found_in, map.next_value()?),
+                    _ => put(&mut ev.event_name, &mut old.event_name, map.next_value()?),
+                }
+            }
+            Ok(f)
+        }
+    }
+
+    /// `geo`: an object (or `null`) of country, city, coordinates and radius.
+    struct GeoSeed<'a> {
+        geo: &'a mut Geo,
+        old: &'a mut Geo,
+    }
+
+    impl<'de> DeserializeSeed<'de> for GeoSeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for GeoSeed<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a geo object")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let GeoSeed { geo, old } = self;
+            let mut seen = 0u32;
+            while let Some(key) = map.next_key_seed(Key(geo_key))? {
+                let Some(k) = key else {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                };
+                if seen & (1 << k) != 0 {
+                    return Err(fail("duplicate key"));
+                }
+                seen |= 1 << k;
+                match k {
+                    0 => put(&mut geo.country, &mut old.country, map.next_value()?),
+                    1 => put(&mut geo.city, &mut old.city, map.next_value()?),
+                    2 => geo.lat = map.next_value()?,
+                    3 => geo.lon = map.next_value()?,
+                    _ => geo.accuracy_km = u32_of(map.next_value()?)?,
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// A whole number in `u32`, as the general path takes it.
+    fn u32_of<E: de::Error>(x: Option<f64>) -> Result<Option<u32>, E> {
+        match x {
+            None => Ok(None),
+            Some(x) => crate::adapters::json::as_u32(x)
+                .map(Some)
+                .ok_or_else(|| fail("not a u32")),
+        }
+    }
+
+    fn non_empty(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+        s.map(|s| s.0).filter(|s| !s.is_empty())
+    }
+
+    /// Writes `v` into `slot` (empty: absent), in the buffer `spare` held.
+    fn put(slot: &mut Option<String>, spare: &mut Option<String>, v: Option<Str<'_>>) {
+        *slot = non_empty(v).map(|v| refill(spare.take().unwrap_or_default(), &v));
+    }
+
+    /// Writes `v` into `slot` (absent: empty), in the buffer `spare` held.
+    fn put_string(slot: &mut String, spare: &mut String, v: Option<Str<'_>>) {
+        if let Some(v) = non_empty(v) {
+            *slot = refill(std::mem::take(spare), &v);
+        }
+    }
+
+    fn refill(mut buf: String, v: &str) -> String {
+        buf.clear();
+        buf.push_str(v);
+        buf
+    }
+
+    /// A string value borrowed from the record unless it holds escapes.
+    pub struct Str<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Str<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Str<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                    Ok(Str(Cow::Borrowed(v)))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                    Ok(Str(Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// An object key, read by its index function.
+    struct Key(fn(&str) -> Option<u8>);
+
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Option<u8>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u8>, D::Error> {
+            d.deserialize_identifier(self)
+        }
+    }
+
+    impl Visitor<'_> for Key {
+        type Value = Option<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u8>, E> {
+            Ok((self.0)(v))
+        }
     }
 
     /// An RFC 3339 string or an epoch number.
@@ -325,7 +545,7 @@ mod fast {
         Number(f64),
     }
 
-    impl<'de: 'a, 'a> Deserialize<'de> for Time<'a> {
+    impl<'de> Deserialize<'de> for Time<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
             impl<'de> Visitor<'de> for V {
@@ -355,56 +575,87 @@ mod fast {
 
     /// An id given as a string or an integer (rendered as the general path renders it);
     /// an empty string is absent. Floats are left to the general path.
-    pub struct Id(pub Option<String>);
+    pub struct Id<'a>(pub Option<Cow<'a, str>>);
 
-    impl<'de> Deserialize<'de> for Id {
+    impl<'de> Deserialize<'de> for Id<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
-            impl Visitor<'_> for V {
-                type Value = Id;
+            impl<'de> Visitor<'de> for V {
+                type Value = Id<'de>;
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("an id")
                 }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
-                    Ok(Id((!v.is_empty()).then(|| v.to_owned())))
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Id<'de>, E> {
+                    Ok(Id((!v.is_empty()).then_some(Cow::Borrowed(v))))
                 }
-                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
-                    Ok(Id(Some(v.to_string())))
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Id<'de>, E> {
+                    Ok(Id((!v.is_empty()).then(|| Cow::Owned(v.to_owned()))))
                 }
-                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
-                    Ok(Id(Some(v.to_string())))
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id<'de>, E> {
+                    Ok(Id(Some(Cow::Owned(v.to_string()))))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id<'de>, E> {
+                    Ok(Id(Some(Cow::Owned(v.to_string()))))
                 }
             }
             d.deserialize_any(V)
         }
     }
 
-    /// Scopes as an array of strings or one space- or comma-separated string.
-    pub struct Scopes(pub Vec<String>);
+    /// Scopes as an array of strings or one space- or comma-separated string (or `null`),
+    /// written over the strings `out` holds.
+    struct Scopes<'a>(&'a mut Vec<String>);
 
-    impl<'de> Deserialize<'de> for Scopes {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Scopes;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("scopes")
+    impl Scopes<'_> {
+        /// Writes the `n`th scope, reusing the string the vector held there.
+        fn set(&mut self, n: usize, s: &str) {
+            match self.0.get_mut(n) {
+                Some(buf) => {
+                    buf.clear();
+                    buf.push_str(s);
                 }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Scopes, E> {
-                    Ok(Scopes(crate::adapters::json::split_scopes(v)))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scopes, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some(s) = seq.next_element::<Cow<'de, str>>()? {
-                        let s = s.trim();
-                        if !s.is_empty() {
-                            out.push(s.to_owned());
-                        }
-                    }
-                    Ok(Scopes(out))
+                None => self.0.push(s.to_owned()),
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Scopes<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Scopes<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("scopes")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            self.0.clear();
+            Ok(())
+        }
+        fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+            // As `split_scopes`.
+            let mut n = 0;
+            for s in v.split([' ', ',']).map(str::trim).filter(|x| !x.is_empty()) {
+                self.set(n, s);
+                n += 1;
+            }
+            self.0.truncate(n);
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0;
+            while let Some(s) = seq.next_element::<Str<'de>>()? {
+                let s = s.0.trim();
+                if !s.is_empty() {
+                    self.set(n, s);
+                    n += 1;
                 }
             }
-            d.deserialize_any(V)
+            self.0.truncate(n);
+            Ok(())
         }
     }
 }
