@@ -16,6 +16,8 @@
 #   GEOIP=/path/City.mmdb benches/e2e.sh  # a GeoIP database of your own
 #   POPULATION=2000 benches/e2e.sh     # preload a generated population of 2,000 users over
 #                                      # DAYS (default 5) working days instead of the story
+#   FORMAT=native benches/e2e.sh       # preload records of one format (native, okta, entra,
+#                                      # ocsf) instead of the four in turn (mixed)
 #
 # Workloads: the sample story repeated (the default) is the worst case: every copy is attacked,
 # so about four sessions in ten are revoked and a session lives for four or five events. A
@@ -31,6 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COPIES=${COPIES:-2000}
 PARTITIONS=${PARTITIONS:-4}
+FORMAT=${FORMAT:-mixed}
 
 geoip_db() {
   if [ -n "${GEOIP:-}" ]; then echo "$GEOIP"; return; fi
@@ -152,6 +155,11 @@ else
   workload="$COPIES story copies"
   workload_tag=story
   preload=(--copies "$COPIES" --spacing-ms 1000)
+fi
+preload+=(--format "$FORMAT")
+if [ "$FORMAT" != mixed ]; then
+  workload="$workload, $FORMAT records"
+  workload_tag=$workload_tag-$FORMAT
 fi
 produced=$("$bin" gen "${preload[@]}" --brokers "$B" --topic "$p.events" 2>&1 | sed -n 's/.*produced \([0-9]*\) records.*/\1/p')
 echo "preloaded $produced events ($workload) into $PARTITIONS partitions"
