@@ -498,28 +498,13 @@ impl Engine {
         SessionEvent {
             time_ms,
             kind: EventKind::Revocation,
-            success: true,
             session_id: sid.to_owned(),
-            root_session_id: None,
             parent_session_id: st.parent().map(str::to_owned),
             user_id: st.user_id.to_string(),
             tenant: st.tenant.as_deref().map(str::to_owned),
-            ip: None,
-            user_agent: None,
-            device_id: None,
-            token: None,
-            refresh_token: None,
-            new_refresh_token: None,
-            scopes: Vec::new(),
-            app: None,
-            client_id: None,
-            geo: vigil_model::Geo::default(),
-            source: vigil_model::SourceFormat::Native,
             source_id: cause.to_owned(),
             identity_type: st.identity,
-            lifecycle: None,
-            found_in: None,
-            event_name: None,
+            ..SessionEvent::empty(vigil_model::SourceFormat::Native)
         }
     }
 

@@ -267,27 +267,10 @@ pub(crate) fn lifecycle_event(
     crate::event::SessionEvent {
         time_ms,
         kind: crate::event::EventKind::UserLifecycle,
-        success: true,
-        session_id: String::new(),
-        root_session_id: None,
-        parent_session_id: None,
         user_id: user.to_owned(),
         tenant: tenant.map(str::to_owned),
-        ip: None,
-        user_agent: None,
-        device_id: None,
-        token: None,
-        refresh_token: None,
-        new_refresh_token: None,
-        scopes: Vec::new(),
-        app: None,
-        client_id: None,
-        geo: crate::event::Geo::default(),
-        source,
         source_id,
-        identity_type: None,
         lifecycle: Some(change),
-        found_in: None,
-        event_name: None,
+        ..crate::event::SessionEvent::empty(source)
     }
 }
