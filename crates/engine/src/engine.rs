@@ -1233,18 +1233,16 @@ impl Engine {
     ) {
         use crate::users::UserBaseline;
         let uid = ev.user_id.as_str();
-        let first = self.users.get(uid).is_none();
-        if first {
-            self.users.insert(
+        let Some((u, first)) = self.users.get_or_insert_with(uid, || {
+            (
                 uid.into(),
                 Box::new(UserBaseline {
                     first_seen: ev.time_ms,
                     last_seen: ev.time_ms,
                     ..Default::default()
                 }),
-            );
-        }
-        let Some(u) = self.users.get_mut(uid) else {
+            )
+        }) else {
             return;
         };
         // The baseline is written to the changelog when it learned something, and otherwise

@@ -1103,6 +1103,30 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
             .map(|(_, v)| v)
     }
 
+    /// The entry for `key`, inserted from `make` first (as [`BoundedTable::insert`] inserts)
+    /// when there is none, and whether it was: one probe of the table when the entry is
+    /// there, where a lookup, an insert and another lookup took two. (`None` would mean the
+    /// bucket the probe found was empty a moment later, which cannot happen.)
+    pub fn get_or_insert_with<Q: Hash + Eq + ?Sized>(
+        &mut self,
+        key: &Q,
+        make: impl FnOnce() -> (K, V),
+    ) -> Option<(&mut V, bool)>
+    where
+        K: Borrow<Q>,
+    {
+        match self
+            .map
+            .find_bucket_index(hash_of(key), |(k, _)| k.borrow() == key)
+        {
+            Some(i) => self.map.get_bucket_mut(i).map(|(_, v)| (v, false)),
+            None => {
+                let (k, v) = make();
+                Some((self.insert(k, v), true))
+            }
+        }
+    }
+
     /// Inserts a new entry, making room first if the table is full; an entry already there
     /// is kept as it is.
     pub fn insert(&mut self, key: K, value: V) -> &mut V {
@@ -1657,6 +1681,27 @@ mod tests {
                 (i as u64) << 32 | (i + 1) as u64
             );
         }
+    }
+
+    /// `get_or_insert_with` inserts what is missing (making room at the cap as `insert`
+    /// does) and hands back what is there without calling `make`.
+    #[test]
+    fn get_or_insert_with_inserts_only_what_is_missing() {
+        let mut t = BoundedTable::new(i64::MAX, i64::MAX, 2);
+        let (v, inserted) = t.get_or_insert_with("a", || ("a", T(0, 5))).expect("held");
+        assert!(inserted);
+        v.1 = 6;
+        let (v, inserted) = t
+            .get_or_insert_with("a", || unreachable!("present"))
+            .expect("held");
+        assert!(!inserted);
+        assert_eq!(v.1, 6);
+        t.get_or_insert_with("b", || ("b", T(0, 9)));
+        let (_, inserted) = t.get_or_insert_with("c", || ("c", T(0, 10))).expect("held");
+        assert!(inserted);
+        assert_eq!(t.len(), 2);
+        assert!(t.get("a").is_none(), "the least recently seen made room");
+        assert_eq!(t.evictions.capacity, 1);
     }
 
     #[test]
