@@ -375,15 +375,22 @@ impl Task {
                         Ok(ev)
                     }
                     Err(rej) => {
-                        if bytes.len() <= SPENT_RECORD_MAX {
-                            self.spent.push(ev);
-                        }
+                        self.spend(ev, bytes.len());
                         Err(rej)
                     }
                 }
             }
         };
         (r, result)
+    }
+
+    /// Keeps an event done with for the next record to be parsed into, unless it was read
+    /// from a record of `record_len` bytes over [`SPENT_RECORD_MAX`]: an event's strings keep
+    /// the largest capacity they were given, so an outsized record's are dropped instead.
+    fn spend(&mut self, ev: SessionEvent, record_len: usize) {
+        if record_len <= SPENT_RECORD_MAX {
+            self.spent.push(ev);
+        }
     }
 
     /// Processes one record read by [`Task::read`]: the engine, then its outputs or
@@ -399,14 +406,7 @@ impl Task {
                     self.broadcast(&r).await?;
                 }
                 let res = self.engine.process(&ev, &mut self.out);
-                // An event's strings keep the largest capacity they were given: one read from
-                // an outsized record is dropped rather than kept for the next.
-                if r.payload
-                    .as_ref()
-                    .is_some_and(|p| p.len() <= SPENT_RECORD_MAX)
-                {
-                    self.spent.push(ev);
-                }
+                self.spend(ev, r.payload.as_ref().map_or(0, Vec::len));
                 res
             }
             Err(e) => Err(e),
