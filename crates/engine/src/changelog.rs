@@ -426,6 +426,15 @@ impl Engine {
         }
     }
 
+    /// Applies one changelog record as read from the topic (`value` `None` for a tombstone):
+    /// what a restore does with each record. A record that does not decode changes nothing.
+    pub fn restore_encoded(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), DecodeError> {
+        let key = StateKey::decode(key)?;
+        let value = value.map(|v| StateValue::decode(&key, v)).transpose()?;
+        self.restore(key, value);
+        Ok(())
+    }
+
     /// Applies one changelog record (a `None` value removes the key).
     pub fn restore(&mut self, key: StateKey, value: Option<StateValue>) {
         match (key, value) {

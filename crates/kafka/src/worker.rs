@@ -14,9 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use vigil_engine::{
-    Engine, EngineConfig, Output, PREFETCH_GROUP, StateKey, StateValue, ValueEncoding,
-};
+use vigil_engine::{Engine, EngineConfig, Output, PREFETCH_GROUP, ValueEncoding};
 use vigil_geo::GeoDb;
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record_into};
 use vigil_model::{RejectReason, Rejection, SessionEvent, SourceFormat};
@@ -949,22 +947,8 @@ pub fn read_changelog(
                 idle = 0;
                 let offset = m.offset();
                 if let Some(k) = m.key() {
-                    match StateKey::decode(k) {
-                        Ok(key) => {
-                            let value = match m.payload() {
-                                None => Ok(None),
-                                Some(v) => StateValue::decode(&key, v).map(Some),
-                            };
-                            match value {
-                                Ok(v) => {
-                                    engine.restore(key, v);
-                                    n += 1;
-                                }
-                                Err(e) => {
-                                    warn!(partition, offset, error = %e, "Changelog record skipped.")
-                                }
-                            }
-                        }
+                    match engine.restore_encoded(k, m.payload()) {
+                        Ok(()) => n += 1,
                         Err(e) => warn!(partition, offset, error = %e, "Changelog record skipped."),
                     }
                 }
