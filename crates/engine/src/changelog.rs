@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use vigil_model::TokenHash;
 
 use crate::engine::Engine;
-use crate::state::SessionState;
+use crate::state::{ArcStr, SessionState};
 use crate::tokens::{RefreshState, TokenBinding};
 
 /// A key of the engine's durable state.
@@ -279,6 +279,15 @@ impl StateValue {
 
     /// Decodes a value read under `key` (either encoding), checking that the kinds agree.
     pub fn decode(key: &StateKey, bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(key, bytes, &mut |s| ArcStr::from(s))
+    }
+
+    /// As [`StateValue::decode`], a session's shared strings taken from `shared`.
+    fn decode_with(
+        key: &StateKey,
+        bytes: &[u8],
+        shared: &mut impl FnMut(&str) -> ArcStr,
+    ) -> Result<Self, DecodeError> {
         let err = |reason: String| DecodeError::Value {
             key: String::from_utf8_lossy(&key.encode()).into_owned(),
             reason,
@@ -307,7 +316,9 @@ impl StateValue {
                 }
             }
             return match key {
-                StateKey::Session(_) => read(body).map(|s| Self::Session(Box::new(s))),
+                StateKey::Session(_) => {
+                    SessionState::decode(body, true, shared).map(|s| Self::Session(Box::new(s)))
+                }
                 StateKey::Token(_) => read(body).map(Self::Token),
                 StateKey::Refresh(_) => read(body).map(Self::Refresh),
                 StateKey::User(_) => read(body).map(Self::User),
@@ -342,7 +353,9 @@ impl StateValue {
             ms: i64,
         }
         match key {
-            StateKey::Session(_) => body(bytes).map(Self::Session),
+            StateKey::Session(_) => {
+                SessionState::decode(bytes, false, shared).map(|s| Self::Session(Box::new(s)))
+            }
             StateKey::Token(_) => body(bytes).map(Self::Token),
             StateKey::Refresh(_) => body(bytes).map(Self::Refresh),
             StateKey::User(_) => body(bytes).map(Self::User),
@@ -430,16 +443,28 @@ impl Engine {
     /// what a restore does with each record. A record that does not decode changes nothing.
     pub fn restore_encoded(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), DecodeError> {
         let key = StateKey::decode(key)?;
-        let value = value.map(|v| StateValue::decode(&key, v)).transpose()?;
-        self.restore(key, value);
+        let strings = &mut self.strings;
+        let value = value
+            .map(|v| StateValue::decode_with(&key, v, &mut |s| strings.get(s)))
+            .transpose()?;
+        // A session's shared strings are the engine's already.
+        self.put(key, value);
         Ok(())
     }
 
     /// Applies one changelog record (a `None` value removes the key).
-    pub fn restore(&mut self, key: StateKey, value: Option<StateValue>) {
+    pub fn restore(&mut self, key: StateKey, mut value: Option<StateValue>) {
+        if let Some(StateValue::Session(s)) = &mut value {
+            s.intern(&mut self.strings);
+        }
+        self.put(key, value);
+    }
+
+    /// Puts a value into its table (`None` removes the key); a session's shared strings
+    /// must be the engine's.
+    fn put(&mut self, key: StateKey, value: Option<StateValue>) {
         match (key, value) {
-            (StateKey::Session(id), Some(StateValue::Session(mut s))) => {
-                s.intern(&mut self.strings);
+            (StateKey::Session(id), Some(StateValue::Session(s))) => {
                 self.sessions.put(id, s);
                 // Queued for its lifetime limits and filed under its user when the engine
                 // next needs them.
@@ -491,6 +516,59 @@ mod tests {
             e.process(&ev, &mut out).expect("in order");
         }
         out
+    }
+
+    /// A restore reads each record straight into the engine (`restore_encoded`): the states
+    /// equal what `StateValue::decode` reads and the original engine held, in both
+    /// encodings, strings with JSON escapes included, and the sessions' shared strings are
+    /// the engine's own, one copy each.
+    #[test]
+    fn records_restored_in_place_share_the_engines_strings() {
+        let mut a = Engine::new(&EngineConfig::default()).expect("defaults");
+        a.track_changes();
+        let line = |id: &str, session: &str| {
+            format!(
+                r#"{{"id":"{id}","time":"2024-05-01T09:00:00Z","kind":"access","session_id":"{session}","user_id":"u-{session}","tenant":"acme","app":"Mail","token_id":"t-{session}","ip":"81.2.69.160","user_agent":"Mozilla/5.0 \"quoted\" (X11)","device_id":"d\u00e9v","geo":{{"lat":51.5,"lon":-0.12,"country":"GB","city":"London"}}}}"#
+            )
+        };
+        let lines = [line("1", "s1"), line("2", "s2")];
+        feed(
+            &mut a,
+            &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let mut records = Vec::new();
+        a.drain_changes(&mut records);
+        for encoding in [ValueEncoding::Binary, ValueEncoding::Json] {
+            let mut b = Engine::new(&EngineConfig::default()).expect("defaults");
+            for (k, v) in &records {
+                let (kb, vb) = (k.encode(), v.as_ref().map(|v| v.encode_as(encoding)));
+                if let (StateKey::Session(_), Some(bytes)) = (k, &vb) {
+                    let decoded = StateValue::decode(k, bytes).expect("decodes");
+                    assert_eq!(Some(&decoded), v.as_ref(), "{encoding:?}");
+                }
+                b.restore_encoded(&kb, vb.as_deref()).expect("restores");
+            }
+            let (s1, s2) = (b.session("s1").expect("s1"), b.session("s2").expect("s2"));
+            assert_eq!(Some(s1), a.session("s1"), "{encoding:?}");
+            assert_eq!(Some(s2), a.session("s2"), "{encoding:?}");
+            assert_eq!(
+                s1.last_endpoint.user_agent.as_deref(),
+                Some(r#"Mozilla/5.0 "quoted" (X11)"#)
+            );
+            let (e1, e2) = (&s1.last_endpoint, &s2.last_endpoint);
+            for (x, y) in [
+                (&e1.user_agent, &e2.user_agent),
+                (&e1.city, &e2.city),
+                (&e1.country, &e2.country),
+                (&s1.tenant, &s2.tenant),
+                (&s1.app, &s2.app),
+            ] {
+                let (x, y) = (x.as_ref().expect("held"), y.as_ref().expect("held"));
+                assert!(ArcStr::ptr_eq(x, y), "{x} held twice ({encoding:?})");
+            }
+            // The user agent, city, country, tenant and application, once each.
+            assert_eq!(b.strings.len(), 5, "{encoding:?}");
+        }
     }
 
     /// State written to the changelog and restored into a fresh engine catches an attack

@@ -1,6 +1,6 @@
 //! Per-session state and the bounded table that owns it.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 
@@ -335,7 +335,78 @@ impl serde::Serialize for LastEndpoint {
 
 impl<'de> serde::Deserialize<'de> for LastEndpoint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Endpoint::deserialize(d).map(Self::from)
+        EndpointWire::deserialize(d).map(|w| Self::from_wire(w, &mut |s| ArcStr::from(s)))
+    }
+}
+
+/// A string as a changelog record holds it: borrowed from the record where the encoding
+/// allows (the binary one always, JSON unless the string has escapes), so a restore looks a
+/// shared string up in the engine's [`Strings`] without copying it out first.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
+/// An [`Endpoint`] as the changelog holds it (same fields, same order), its strings
+/// borrowed from the record: what [`LastEndpoint`] is read from.
+#[derive(serde::Deserialize)]
+#[serde(rename = "Endpoint")]
+struct EndpointWire<'a> {
+    #[serde(borrow)]
+    ip: Option<Text<'a>>,
+    #[serde(borrow)]
+    country: Option<Text<'a>>,
+    #[serde(borrow)]
+    city: Option<Text<'a>>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    asn: Option<u32>,
+    #[serde(borrow)]
+    as_org: Option<Text<'a>>,
+    #[serde(borrow)]
+    user_agent: Option<Text<'a>>,
+    #[serde(borrow)]
+    device_id: Option<Text<'a>>,
+    time_ms: Option<i64>,
+}
+
+impl LastEndpoint {
+    /// The endpoint read from a record, its shared strings from `shared`.
+    #[inline]
+    fn from_wire(w: EndpointWire<'_>, shared: &mut impl FnMut(&str) -> ArcStr) -> Self {
+        let mut share = |t: Option<Text<'_>>| t.map(|t| shared(&t.0));
+        Self {
+            // Written from an address, so it parses; anything else is not an address to show.
+            ip: w.ip.and_then(|i| i.0.parse().ok()),
+            country: share(w.country),
+            city: share(w.city),
+            lat: w.lat.unwrap_or(f64::NAN),
+            lon: w.lon.unwrap_or(f64::NAN),
+            asn: w.asn.unwrap_or(NO_ASN),
+            as_org: share(w.as_org),
+            user_agent: share(w.user_agent),
+            device_id: w.device_id.map(|d| d.0.into()),
+            time_ms: w.time_ms.into(),
+        }
     }
 }
 
@@ -777,12 +848,15 @@ struct SessionWireRef<'a> {
     app: Option<&'a str>,
 }
 
-/// [`SessionWireRef`]'s fields, owned, as read back.
+/// [`SessionWireRef`]'s fields as read back, strings borrowed from the record where they can
+/// be (see [`Text`]).
 #[derive(serde::Deserialize)]
 #[serde(rename = "SessionState")]
-pub struct SessionWire {
-    user_id: Box<str>,
-    tenant: Option<Box<str>>,
+struct SessionWire<'a> {
+    #[serde(borrow)]
+    user_id: Text<'a>,
+    #[serde(borrow)]
+    tenant: Option<Text<'a>>,
     first_seen: i64,
     last_seen: i64,
     events: u32,
@@ -805,17 +879,18 @@ pub struct SessionWire {
     // The `default` fields are absent in state written by earlier versions.
     #[serde(default)]
     recent_finding_detectors: Vec<u8>,
-    last_endpoint: LastEndpoint,
+    #[serde(borrow)]
+    last_endpoint: EndpointWire<'a>,
     #[serde(default)]
     recent_ids: Small<[u64; 8]>,
     #[serde(default)]
     identity: Option<vigil_model::IdentityType>,
-    #[serde(default)]
-    parent: Option<Box<str>>,
+    #[serde(default, borrow)]
+    parent: Option<Text<'a>>,
     #[serde(default)]
     children: Vec<Box<str>>,
-    #[serde(default)]
-    app: Option<Box<str>>,
+    #[serde(default, borrow)]
+    app: Option<Text<'a>>,
 }
 
 impl SessionState {
@@ -868,24 +943,46 @@ impl serde::Serialize for SessionState {
 
 impl<'de> serde::Deserialize<'de> for SessionState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        SessionWire::deserialize(d).map(Self::from)
+        SessionWire::deserialize(d).map(|w| Self::from_wire(w, &mut |s| ArcStr::from(s)))
     }
 }
 
-impl From<SessionWire> for SessionState {
-    fn from(w: SessionWire) -> Self {
+impl SessionState {
+    /// A state read from a changelog record's body (`binary` or JSON), its shared strings
+    /// (tenant, application, the last endpoint's place, network and user agent) from
+    /// `shared`: at a restore, the engine's [`Strings`], so none is copied out first.
+    #[inline]
+    pub(crate) fn decode(
+        body: &[u8],
+        binary: bool,
+        shared: &mut impl FnMut(&str) -> ArcStr,
+    ) -> Result<Self, String> {
+        let w: SessionWire<'_> = if binary {
+            match postcard::take_from_bytes(body) {
+                Ok((w, [])) => w,
+                Ok((_, rest)) => return Err(format!("{} bytes left over", rest.len())),
+                Err(e) => return Err(e.to_string()),
+            }
+        } else {
+            serde_json::from_slice(body).map_err(|e| e.to_string())?
+        };
+        Ok(Self::from_wire(w, shared))
+    }
+
+    #[inline]
+    fn from_wire(w: SessionWire<'_>, shared: &mut impl FnMut(&str) -> ArcStr) -> Self {
         let rare = Rare {
             baseline_scopes: w.baseline_scopes,
             baseline_until: w.baseline_until,
             recent_findings: w.recent_findings,
             recent_finding_detectors: w.recent_finding_detectors,
-            parent: w.parent,
+            parent: w.parent.map(|p| p.0.into()),
             children: w.children,
         };
         let mut st = Self {
-            user_id: w.user_id,
-            tenant: w.tenant.map(Into::into),
-            app: w.app.map(Into::into),
+            user_id: w.user_id.0.into(),
+            tenant: w.tenant.map(|t| shared(&t.0)),
+            app: w.app.map(|a| shared(&a.0)),
             first_seen: w.first_seen,
             last_seen: w.last_seen,
             ended: w.ended_at.into(),
@@ -907,7 +1004,7 @@ impl From<SessionWire> for SessionState {
             asns: w.asns,
             last_place: w.last_place.unwrap_or(NO_PLACE),
             places: w.places,
-            last_endpoint: w.last_endpoint,
+            last_endpoint: LastEndpoint::from_wire(w.last_endpoint, shared),
             rare: (!rare.is_empty()).then(|| Box::new(rare)),
         };
         // Written oldest first; a longer list than this version keeps gives its newest.
