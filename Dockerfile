@@ -13,6 +13,12 @@ COPY --from=build /src/target/release/vigil /usr/local/bin/vigil
 # Transparent huge pages off for the process, whatever the host's setting (see README,
 # "Transparent huge pages").
 ENV MIMALLOC_ALLOW_THP=0
+# librdkafka (C, glibc's malloc) takes its fetch and produce buffers in blocks of up to a
+# megabyte or more; with glibc's moving mmap threshold those end up in its heaps, and freed
+# heap memory mostly stays resident. A fixed threshold gives them back: 40-56 MiB less
+# resident memory at 81,000 sessions, restored or processed, at no CPU cost measured (see
+# README, "Memory").
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072
 USER vigil
 ENTRYPOINT ["vigil"]
 CMD ["--help"]

@@ -19,6 +19,8 @@
 #                                      # revocation stays within 20 ms (default 5000 10000
 #                                      # 20000 40000; LOAD_STEPS= for none)
 #   GEOIP=/path/City.mmdb benches/e2e.sh  # a GeoIP database of your own
+#   VIGIL_GLIBC_TUNABLES= benches/e2e.sh  # vigil and the bare consumer without the
+#                                      # container image's glibc malloc settings
 #   POPULATION=2000 benches/e2e.sh     # preload a generated population of 2,000 users over
 #                                      # DAYS (default 5) working days instead of the story
 #   FORMAT=native benches/e2e.sh       # preload records of one format (native, okta, entra,
@@ -107,8 +109,11 @@ metric() { # port name -> sum over series
 now() { date +%s.%N; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # pid -> user + system CPU, clock ticks
 
+# vigil's processes run with glibc's malloc settings of the container image (Dockerfile:
+# librdkafka's buffers given back when freed); VIGIL_GLIBC_TUNABLES= runs them without.
+vigil_env=(env "GLIBC_TUNABLES=${VIGIL_GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072}")
 start_run() { # name port -> pid
-  "$bin" run -c "$work/$1.toml" --metrics-addr "127.0.0.1:$2" --log info >"$work/$1.log" 2>&1 &
+  "${vigil_env[@]}" "$bin" run -c "$work/$1.toml" --metrics-addr "127.0.0.1:$2" --log info >"$work/$1.log" 2>&1 &
   echo $!
 }
 stop_run() { kill -TERM "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
@@ -179,7 +184,7 @@ events = int(sys.argv[1])
 out = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE, check=True).stdout
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(round(json.loads(out)["records_per_second"]), round((r.ru_utime + r.ru_stime) * 1e6 / events, 1))
-' "$produced" "$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced")
+' "$produced" "${vigil_env[@]}" "$bin" bench-consume --brokers "$B" --topic "$p.events" --expect "$produced")
 echo "raw consume ceiling: $ceiling events/s ($ceiling_cpu us of CPU per event)"
 
 pid=$(start_run al1 19871); pids+=("$pid")
