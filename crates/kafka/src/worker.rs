@@ -90,7 +90,7 @@ pub struct FlushReport {
     /// is acknowledged.
     pub offsets: Vec<(Arc<str>, i64)>,
     /// Deliveries still unacknowledged (only with `defer_acks`), with their topics.
-    pub pending: Vec<(String, rdkafka::producer::DeliveryFuture)>,
+    pub pending: Vec<(Arc<str>, rdkafka::producer::DeliveryFuture)>,
 }
 
 impl std::fmt::Debug for FlushReport {
@@ -818,8 +818,13 @@ async fn write(
         pending.push(f);
     }
     let topic = Out::Changelog.topic(shared);
-    let pending: Vec<(String, DeliveryFuture)> = if job.defer_acks {
-        pending.into_iter().map(|f| (topic.to_owned(), f)).collect()
+    let pending = if job.defer_acks {
+        // One copy of the name for the flush's records, not one each.
+        let shared_topic: Arc<str> = topic.into();
+        pending
+            .into_iter()
+            .map(|f| (shared_topic.clone(), f))
+            .collect()
     } else {
         crate::delivery::acknowledged(pending.into_iter().map(|f| (topic, f))).await?;
         Vec::new()
