@@ -1,11 +1,12 @@
 //! Per-session state and the bounded table that owns it.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashSet};
+use vigil_model::text::Text;
 use vigil_model::{Endpoint, SessionEvent, WindowStats};
 
 use crate::ua::UaInfo;
@@ -336,33 +337,6 @@ impl serde::Serialize for LastEndpoint {
 impl<'de> serde::Deserialize<'de> for LastEndpoint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         EndpointWire::deserialize(d).map(|w| Self::from_wire(w, &mut |s| ArcStr::from(s)))
-    }
-}
-
-/// A string as a changelog record holds it: borrowed from the record where the encoding
-/// allows (the binary one always, JSON unless the string has escapes), so a restore looks a
-/// shared string up in the engine's [`Strings`] without copying it out first.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = Text<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'a>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'a>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(Visit(std::marker::PhantomData))
     }
 }
 
@@ -849,7 +823,8 @@ struct SessionWireRef<'a> {
 }
 
 /// [`SessionWireRef`]'s fields as read back, strings borrowed from the record where they can
-/// be (see [`Text`]).
+/// be (see [`Text`]: a restore looks a shared string up in the engine's [`Strings`]
+/// without copying it out first).
 #[derive(serde::Deserialize)]
 #[serde(rename = "SessionState")]
 struct SessionWire<'a> {

@@ -22,6 +22,7 @@ pub mod event;
 pub mod output;
 pub mod redact;
 pub mod reject;
+pub mod text;
 pub mod time;
 pub mod token;
 

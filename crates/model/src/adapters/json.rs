@@ -10,6 +10,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Number;
 
 use crate::reject::{RejectReason, Rejection};
+use crate::text::Text;
 use crate::time;
 
 /// A parsed JSON record for the adapters' general path: like `serde_json::Value`, but strings
@@ -223,7 +224,7 @@ impl<'de, const PRUNE: bool> Visitor<'de> for Tree<PRUNE> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(k) = map.next_key_seed(Key)? {
+        while let Some(Text(k)) = map.next_key()? {
             if !PRUNE || read_by_adapters(&k) {
                 members.push((k, map.next_value_seed(Tree::<PRUNE>)?));
             } else {
@@ -270,34 +271,6 @@ pub fn read_by_adapters(key: &str) -> bool {
             | "proxy_endpoint" | "http_request" | "device" | "dst_endpoint" | "svc_name" | "api"
             | "request" | "service"
     )
-}
-
-/// An object key, borrowed when the input allows (`Cow`'s own `Deserialize` always copies).
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(s))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(s.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(s))
-    }
 }
 
 /// The value at `path`, treating JSON `null` as absent.
@@ -495,11 +468,12 @@ pub fn scopes(v: &Value, path: &[&str], field: &'static str) -> Result<Vec<Strin
 
 /// Splits a space- or comma-separated scope list.
 pub fn split_scopes(s: &str) -> Vec<String> {
-    s.split([' ', ','])
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect()
+    scope_parts(s).map(str::to_owned).collect()
+}
+
+/// The scopes of a space- or comma-separated list, in order.
+pub fn scope_parts(s: &str) -> impl Iterator<Item = &str> {
+    s.split([' ', ',']).map(str::trim).filter(|x| !x.is_empty())
 }
 
 /// At most `n` characters of `s`, for error messages.

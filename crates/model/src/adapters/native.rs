@@ -173,6 +173,7 @@ mod fast {
 
     use super::AdapterContext;
     use crate::event::{EventKind, Geo, IdentityType, LifecycleChange, SessionEvent};
+    use crate::text::Text;
     use crate::token::TokenHash;
 
     /// What the pass learned that is checked or combined once the whole record is read.
@@ -327,7 +328,7 @@ mod fast {
 
     /// A string member read by `parse` (empty: absent); a value `parse` refuses fails.
     fn parse_as<T, E: de::Error>(
-        v: Option<Str<'_>>,
+        v: Option<Text<'_>>,
         parse: impl FnOnce(&str) -> Option<T>,
         what: &str,
     ) -> Result<Option<T>, E> {
@@ -383,7 +384,7 @@ mod fast {
                     10 => put(&mut ev.user_agent, &mut old.user_agent, map.next_value()?),
                     11 => {
                         let id = map.next_value::<Option<Id<'de>>>()?.and_then(|i| i.0);
-                        put(&mut ev.device_id, &mut old.device_id, id.map(Str))
+                        put(&mut ev.device_id, &mut old.device_id, id.map(Text))
                     }
                     12 | 14 | 16 => {
                         let id = map.next_value::<Option<Id<'de>>>()?.and_then(|i| i.0);
@@ -476,17 +477,17 @@ mod fast {
         }
     }
 
-    fn non_empty(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+    fn non_empty(s: Option<Text<'_>>) -> Option<Cow<'_, str>> {
         s.map(|s| s.0).filter(|s| !s.is_empty())
     }
 
     /// Writes `v` into `slot` (empty: absent), in the buffer `spare` held.
-    fn put(slot: &mut Option<String>, spare: &mut Option<String>, v: Option<Str<'_>>) {
+    fn put(slot: &mut Option<String>, spare: &mut Option<String>, v: Option<Text<'_>>) {
         *slot = non_empty(v).map(|v| refill(spare.take().unwrap_or_default(), &v));
     }
 
     /// Writes `v` into `slot` (absent: empty), in the buffer `spare` held.
-    fn put_string(slot: &mut String, spare: &mut String, v: Option<Str<'_>>) {
+    fn put_string(slot: &mut String, spare: &mut String, v: Option<Text<'_>>) {
         if let Some(v) = non_empty(v) {
             *slot = refill(std::mem::take(spare), &v);
         }
@@ -496,28 +497,6 @@ mod fast {
         buf.clear();
         buf.push_str(v);
         buf
-    }
-
-    /// A string value borrowed from the record unless it holds escapes.
-    pub struct Str<'a>(Cow<'a, str>);
-
-    impl<'de> Deserialize<'de> for Str<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Str<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a string")
-                }
-                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
-                    Ok(Str(Cow::Borrowed(v)))
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
-                    Ok(Str(Cow::Owned(v.to_owned())))
-                }
-            }
-            d.deserialize_str(V)
-        }
     }
 
     /// An object key, read by its index function.
@@ -637,9 +616,8 @@ mod fast {
             Ok(())
         }
         fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-            // As `split_scopes`.
             let mut n = 0;
-            for s in v.split([' ', ',']).map(str::trim).filter(|x| !x.is_empty()) {
+            for s in crate::adapters::json::scope_parts(v) {
                 self.set(n, s);
                 n += 1;
             }
@@ -648,7 +626,7 @@ mod fast {
         }
         fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
             let mut n = 0;
-            while let Some(s) = seq.next_element::<Str<'de>>()? {
+            while let Some(s) = seq.next_element::<Text<'de>>()? {
                 let s = s.0.trim();
                 if !s.is_empty() {
                     self.set(n, s);
