@@ -447,6 +447,9 @@ pub async fn run(
     for (k, v) in vigil_kafka::delivery::PRODUCER_SETTINGS {
         pc.set(k, v);
     }
+    for (k, v) in vigil_kafka::delivery::PRODUCER_DEFAULTS {
+        vigil_kafka::runtime::set_default(&mut pc, k, v);
+    }
     let producer: FutureProducer = pc.create().map_err(|e| RuntimeError::Kafka {
         context: "cannot create the dead-letter producer".into(),
         source: e,

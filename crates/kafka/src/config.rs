@@ -54,7 +54,10 @@ pub struct KafkaConfig {
     #[serde(default = "default_queue")]
     pub partition_queue: usize,
     /// Extra librdkafka settings passed through as-is (TLS, SASL, tuning), e.g.
-    /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "SCRAM-SHA-512"`.
+    /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "SCRAM-SHA-512"`. They take
+    /// precedence over Vigil's tuning defaults (`fetch.wait.max.ms`, `linger.ms`,
+    /// `heartbeat.interval.ms`, `statistics.interval.ms`); settings the guarantees depend on
+    /// are refused.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
     /// librdkafka settings whose values are secrets, read from the environment or a file

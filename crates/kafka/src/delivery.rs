@@ -4,12 +4,15 @@ use serde::Deserialize;
 
 /// Producer settings of both modes; exactly-once adds `transactional.id`,
 /// `transaction.timeout.ms` and a `message.timeout.ms` no longer than it (see the runtime).
-pub const PRODUCER_SETTINGS: [(&str, &str); 4] = [
+pub const PRODUCER_SETTINGS: [(&str, &str); 3] = [
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("message.timeout.ms", "0"),
-    ("linger.ms", "2"),
 ];
+
+/// Producer tuning of both modes, unless `kafka.client` sets it: a revocation waits at most
+/// this long for others to share its request.
+pub const PRODUCER_DEFAULTS: [(&str, &str); 1] = [("linger.ms", "2")];
 
 /// How outputs relate to consumed input offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

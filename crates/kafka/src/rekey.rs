@@ -73,12 +73,13 @@ pub async fn run(
     consumer
         .subscribe(&[from])
         .map_err(kafka("cannot subscribe"))?;
-    let producer: FutureProducer = base
-        .clone()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "0")
-        .set("linger.ms", "5")
+    let mut pc = base.clone();
+    for (k, v) in crate::delivery::PRODUCER_SETTINGS {
+        pc.set(k, v);
+    }
+    // Throughput over latency here, unless `kafka.client` says otherwise.
+    crate::runtime::set_default(&mut pc, "linger.ms", "5");
+    let producer: FutureProducer = pc
         .create()
         .map_err(kafka("cannot create the rekey producer"))?;
     tokio::pin!(shutdown);

@@ -47,9 +47,9 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, RuntimeError> {
     c.set_log_level(RDKafkaLogLevel::Warning);
     c.set("socket.nagle.disable", "true");
     for (k, v) in &cfg.client {
-        if PROTECTED.contains(&k.as_str()) {
+        if let Some((_, why)) = PROTECTED.iter().find(|(p, _)| p == k) {
             return Err(RuntimeError::Config(format!(
-                "kafka.client.{k} is set by Vigil itself (delivery guarantees depend on it) and cannot be overridden"
+                "kafka.client.{k} is set by Vigil itself and cannot be overridden: {why}"
             )));
         }
         if crate::config::SECRET_SETTINGS.contains(&k.as_str()) {
@@ -72,17 +72,62 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, RuntimeError> {
     Ok(c)
 }
 
-/// Settings Vigil's guarantees depend on; `kafka.client` may not override them.
-const PROTECTED: [&str; 8] = [
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "isolation.level",
-    "enable.idempotence",
-    "acks",
-    "group.id",
-    "transactional.id",
-    "bootstrap.servers",
+/// Settings Vigil's guarantees depend on, each with why (or where it is configured instead):
+/// `kafka.client` may not set them. Vigil's tuning defaults (`linger.ms`, `fetch.wait.max.ms`,
+/// `heartbeat.interval.ms`, `statistics.interval.ms`) are not here: `kafka.client` overrides
+/// those (see [`set_default`]).
+const PROTECTED: [(&str, &str); 15] = [
+    ("bootstrap.servers", "set kafka.brokers"),
+    ("group.id", "set kafka.group_id"),
+    ("group.instance.id", "set kafka.group_instance_id"),
+    ("transactional.id", "set kafka.transactional_id"),
+    ("session.timeout.ms", "set kafka.session_timeout"),
+    ("transaction.timeout.ms", "set kafka.transaction_timeout"),
+    (
+        "enable.auto.commit",
+        "offsets are committed only once the outputs before them are acknowledged",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed only once the outputs before them are acknowledged",
+    ),
+    (
+        "isolation.level",
+        "Vigil reads only committed records (read_committed)",
+    ),
+    (
+        "enable.idempotence",
+        "outputs are retried without duplicates or reordering",
+    ),
+    (
+        "acks",
+        "an output counts as written once every in-sync replica has it (all)",
+    ),
+    (
+        "message.timeout.ms",
+        "outputs are retried until the brokers take them (at-least-once) or for kafka.transaction_timeout (exactly-once)",
+    ),
+    (
+        "partition.assignment.strategy",
+        "each instance must be assigned the same partitions of every input topic as of the changelog",
+    ),
+    (
+        "auto.offset.reset",
+        "a new consumer group reads its inputs from the earliest offset, so no retained event is skipped",
+    ),
+    (
+        "enable.partition.eof",
+        "the group consumer must not stop at the end of a partition",
+    ),
 ];
+
+/// Sets `key` to Vigil's default `value` unless the deployment's `kafka.client` already set it
+/// (in `cc`, a clone of [`client_config`]'s result): tuning, not guarantees.
+pub fn set_default(cc: &mut ClientConfig, key: &str, value: &str) {
+    if cc.get(key).is_none() {
+        cc.set(key, value);
+    }
+}
 
 struct VigilContext {
     workers: Workers,
@@ -412,23 +457,13 @@ pub async fn run(
     let base = client_config(cfg)?;
     let input_partitions = check_topics(&base, cfg)?;
 
-    let mut pc = base.clone();
-    for (k, v) in crate::delivery::PRODUCER_SETTINGS {
-        pc.set(k, v);
-    }
-    if cfg.delivery == Delivery::ExactlyOnce {
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms: an outage longer
-        // than the transaction timeout fails the transaction and stops the process, and the
-        // restarted instance resumes from the last committed transaction.
-        let t = cfg.transaction_timeout.as_millis().to_string();
-        pc.set("transactional.id", transactional_id(cfg))
-            .set("transaction.timeout.ms", &t)
-            .set("message.timeout.ms", &t);
-    }
-    let producer: FutureProducer = pc.create().map_err(|e| RuntimeError::Kafka {
-        context: "cannot create the producer".into(),
-        source: e,
-    })?;
+    let producer: FutureProducer =
+        producer_config(&base, cfg)
+            .create()
+            .map_err(|e| RuntimeError::Kafka {
+                context: "cannot create the producer".into(),
+                source: e,
+            })?;
     // The producer learns where each output topic's partitions live before the first output,
     // not on it: the first revocation after a start waited for that lookup (about 100 ms
     // with librdkafka's backoff between metadata requests for topics it has not seen).
@@ -488,8 +523,9 @@ pub async fn run(
         "cooperative-sticky"
     };
     let mut cc = group_consumer_config(&base, &cfg.group_id, cfg.session_timeout);
-    cc.set("partition.assignment.strategy", strategy)
-        .set("statistics.interval.ms", "5000");
+    cc.set("partition.assignment.strategy", strategy);
+    // The consumer lag metric comes from librdkafka's statistics.
+    set_default(&mut cc, "statistics.interval.ms", "5000");
     if let Some(id) = &cfg.group_instance_id {
         cc.set("group.instance.id", id);
     }
@@ -732,9 +768,32 @@ fn producer_flush(p: &FutureProducer) {
     }
 }
 
+/// Settings of the producer of every output, changelog included: the delivery guarantee's
+/// settings, then Vigil's tuning defaults where `kafka.client` set none.
+pub fn producer_config(base: &ClientConfig, cfg: &KafkaConfig) -> ClientConfig {
+    let mut pc = base.clone();
+    for (k, v) in crate::delivery::PRODUCER_SETTINGS {
+        pc.set(k, v);
+    }
+    for (k, v) in crate::delivery::PRODUCER_DEFAULTS {
+        set_default(&mut pc, k, v);
+    }
+    if cfg.delivery == Delivery::ExactlyOnce {
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms: an outage longer
+        // than the transaction timeout fails the transaction and stops the process, and the
+        // restarted instance resumes from the last committed transaction.
+        let t = cfg.transaction_timeout.as_millis().to_string();
+        pc.set("transactional.id", transactional_id(cfg))
+            .set("transaction.timeout.ms", &t)
+            .set("message.timeout.ms", &t);
+    }
+    pc
+}
+
 /// Consumer settings of a Vigil consumer group: manual offset storing and commits, reading
-/// from the earliest offset, read_committed, cooperative-sticky assignment, heartbeats at a
-/// sixth of `session_timeout`, and short fetch waits.
+/// from the earliest offset, read_committed, cooperative-sticky assignment, no end-of-partition
+/// events; by default (`kafka.client` may set them otherwise, see [`set_default`]) heartbeats
+/// at a sixth of `session_timeout` and short fetch waits.
 pub fn group_consumer_config(
     base: &ClientConfig,
     group_id: &str,
@@ -745,18 +804,22 @@ pub fn group_consumer_config(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set(
             "session.timeout.ms",
             session_timeout.as_millis().to_string(),
         )
-        .set(
-            "heartbeat.interval.ms",
-            (session_timeout.as_millis() / 6).max(100).to_string(),
-        )
-        .set("isolation.level", "read_committed")
-        // Latency over request economy: a revocation is worth more than an idle fetch.
-        .set("fetch.wait.max.ms", "10");
+        .set("isolation.level", "read_committed");
+    set_default(
+        &mut cc,
+        "heartbeat.interval.ms",
+        &(session_timeout.as_millis() / 6).max(100).to_string(),
+    );
+    // Latency over request economy: a broker that answers a fetch as soon as records arrive
+    // (Apache Kafka) only holds an idle one this long, but one that answers only when the
+    // wait is over (tansu, measured: docs/PERFORMANCE.md) adds up to this much to every record.
+    set_default(&mut cc, "fetch.wait.max.ms", "10");
     cc
 }
 
@@ -957,6 +1020,64 @@ mod tests {
         let mut c = cfg();
         c.client.insert("enable.auto.commit".into(), "true".into());
         assert!(client_config(&c).is_err());
+        // A setting with a field of its own names the field.
+        let mut c = cfg();
+        c.client.insert("session.timeout.ms".into(), "3000".into());
+        let err = client_config(&c).expect_err("has a field").to_string();
+        assert!(err.contains("set kafka.session_timeout"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Vigil's tuning defaults yield to `kafka.client` (a broker that answers fetches as soon
+    /// as records arrive wants longer fetch waits, for one); every client of the deployment
+    /// still gets the settings the guarantees need, and the changelog reader its own.
+    #[test]
+    fn tuning_defaults_yield_to_kafka_client_and_guarantees_do_not() {
+        let base = client_config(&cfg()).expect("valid");
+        let cc = group_consumer_config(&base, "g", Duration::from_secs(12));
+        assert_eq!(cc.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(cc.get("heartbeat.interval.ms"), Some("2000"));
+        assert_eq!(cc.get("enable.partition.eof"), Some("false"));
+        assert_eq!(producer_config(&base, &cfg()).get("linger.ms"), Some("2"));
+
+        let mut c = cfg();
+        for (k, v) in [
+            ("fetch.wait.max.ms", "500"),
+            ("heartbeat.interval.ms", "1500"),
+            ("linger.ms", "20"),
+            ("fetch.min.bytes", "1024"),
+        ] {
+            c.client.insert(k.into(), v.into());
+        }
+        let base = client_config(&c).expect("tuning is allowed");
+        let cc = group_consumer_config(&base, "g", Duration::from_secs(12));
+        assert_eq!(cc.get("fetch.wait.max.ms"), Some("500"));
+        assert_eq!(cc.get("heartbeat.interval.ms"), Some("1500"));
+        assert_eq!(cc.get("fetch.min.bytes"), Some("1024"));
+        assert_eq!(cc.get("isolation.level"), Some("read_committed"));
+        assert_eq!(cc.get("enable.auto.commit"), Some("false"));
+        let pc = producer_config(&base, &c);
+        assert_eq!(pc.get("linger.ms"), Some("20"));
+        assert_eq!(pc.get("acks"), Some("all"));
+        assert_eq!(pc.get("message.timeout.ms"), Some("0"));
+        // The reader's end-of-partition wait is its own, whatever the group's.
+        let r = crate::worker::changelog_reader_config(&base, "g-restore");
+        assert_eq!(r.get("fetch.wait.max.ms"), Some("10"));
+
+        let mut eos = c.clone();
+        eos.delivery = Delivery::ExactlyOnce;
+        let pc = producer_config(&base, &eos);
+        assert_eq!(pc.get("message.timeout.ms"), Some("30000"));
+        assert_eq!(pc.get("transaction.timeout.ms"), Some("30000"));
+
+        for (k, _) in PROTECTED {
+            let mut c = cfg();
+            c.client.insert(k.into(), "x".into());
+            let err = client_config(&c).expect_err(k).to_string();
+            assert!(
+                err.contains(&format!("kafka.client.{k} is set by Vigil")),
+                "{err}"
+            );
+        }
     }
 }
