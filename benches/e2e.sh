@@ -25,6 +25,9 @@
 #                                      # DAYS (default 5) working days instead of the story
 #   FORMAT=native benches/e2e.sh       # preload records of one format (native, okta, entra,
 #                                      # ocsf) instead of the four in turn (mixed)
+#   VIGIL_CLIENT='"fetch.wait.max.ms" = "5"' benches/e2e.sh  # librdkafka settings for every
+#                                      # vigil instance ([kafka.client] lines; the bare
+#                                      # consumer and the readers keep theirs)
 #
 # Workloads: the sample story repeated (the default) is the worst case: every copy is attacked,
 # so about four sessions in ten are revoked and a session lives for four or five events. A
@@ -99,6 +102,8 @@ revocations = "$p-$1.revocations"
 alerts = "$p-$1.alerts"
 dead_letters = "$p-$1.dead-letters"
 changelog = "$p-$1.changelog"
+[kafka.client]
+${VIGIL_CLIENT:-}
 EOT
   "$bin" create-topics -c "$work/$1.toml" --partitions "$PARTITIONS" --replication 1 >/dev/null
 }
@@ -174,6 +179,7 @@ if [ "$FORMAT" != mixed ]; then
 fi
 produced=$("$bin" gen "${preload[@]}" --brokers "$B" --topic "$p.events" 2>&1 | sed -n 's/.*produced \([0-9]*\) records.*/\1/p')
 echo "preloaded $produced events ($workload) into $PARTITIONS partitions"
+if [ -n "${VIGIL_CLIENT:-}" ]; then echo "vigil's [kafka.client]: $(echo "$VIGIL_CLIENT" | tr '\n' ' ')"; fi
 
 # CPU per event beside events/s: on a machine whose cores the broker and the bench share, the
 # CPU a consumer spends per record moves less between runs than its rate does.
