@@ -23,6 +23,9 @@
 #                                      # container image's glibc malloc settings
 #   POPULATION=2000 benches/e2e.sh     # preload a generated population of 2,000 users over
 #                                      # DAYS (default 5) working days instead of the story
+#   BROKERS=kafka1:9092 REPLICATION=3 benches/e2e.sh  # against brokers of your own instead of
+#                                      # tansu (plaintext listener; the bench's topics are
+#                                      # left on them, named bench<pid>*)
 #   FORMAT=native benches/e2e.sh       # preload records of one format (native, okta, entra,
 #                                      # ocsf) instead of the four in turn (mixed)
 #   VIGIL_CLIENT='"fetch.wait.max.ms" = "5"' benches/e2e.sh  # librdkafka settings for every
@@ -77,10 +80,17 @@ cleanup() {
   scripts/tansu.sh stop "$work" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-eval "$(scripts/tansu.sh start "$work")"
-B=$VIGIL_TEST_BOOTSTRAP
 export VIGIL_BENCH_KEY=0123456789abcdef0123456789abcdef
 p=bench$$
+if [ -n "${BROKERS:-}" ]; then
+  B=$BROKERS
+  BROKERS_LOCAL=
+  echo "brokers: $B (not started here: their CPU is not measured, and the topics named $p* are left on them)"
+else
+  eval "$(scripts/tansu.sh start "$work")"
+  B=$VIGIL_TEST_BOOTSTRAP
+  BROKERS_LOCAL=1
+fi
 
 config() { # name input delivery
   cat >"$work/$1.toml" <<EOT
@@ -105,7 +115,7 @@ changelog = "$p-$1.changelog"
 [kafka.client]
 ${VIGIL_CLIENT:-}
 EOT
-  "$bin" create-topics -c "$work/$1.toml" --partitions "$PARTITIONS" --replication 1 >/dev/null
+  "$bin" create-topics -c "$work/$1.toml" --partitions "$PARTITIONS" --replication "${REPLICATION:-1}" >/dev/null
 }
 
 metric() { # port name -> sum over series
@@ -113,6 +123,7 @@ metric() { # port name -> sum over series
 }
 now() { date +%s.%N; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # pid -> user + system CPU, clock ticks
+broker_ticks() { if [ -f "$work/tansu.pid" ]; then ticks "$(cat "$work/tansu.pid")"; else echo 0; fi; }
 
 # vigil's processes run with glibc's malloc settings of the container image (Dockerfile:
 # librdkafka's buffers given back when freed); VIGIL_GLIBC_TUNABLES= runs them without.
@@ -254,12 +265,12 @@ latency_at() { # name port rate copies [side] -> sets p50 p99 p999 revn e50 e99 
   for _ in $(seq 1 300); do grep -q '^ready' "$work/$1.latency.err" 2>/dev/null && grep -q '^ready' "$work/$1.input.err" 2>/dev/null && break; sleep 0.1; done
   # CPU that vigil and the broker spend while the load is offered, as a share of one core.
   local v0 b0 t0 v1 b1 t1
-  v0=$(ticks "$pid"); b0=$(ticks "$(cat "$work/tansu.pid")"); t0=$(now)
+  v0=$(ticks "$pid"); b0=$(broker_ticks); t0=$(now)
   "$bin" gen --copies "$4" --brokers "$B" --topic "$p.$1" --spacing-ms 1000 --rate "$3" >/dev/null 2>"$work/$1.gen.err"
-  v1=$(ticks "$pid"); b1=$(ticks "$(cat "$work/tansu.pid")"); t1=$(now)
+  v1=$(ticks "$pid"); b1=$(broker_ticks); t1=$(now)
   read -r cpu_vigil cpu_broker < <(python3 -c "
 hz, w = $(getconf CLK_TCK), $t1 - $t0
-print(round(($v1 - $v0) / hz / w * 100), round(($b1 - $b0) / hz / w * 100))")
+print(round(($v1 - $v0) / hz / w * 100), f\"{round(($b1 - $b0) / hz / w * 100)}%\" if \"$BROKERS_LOCAL\" else \"(not measured)\")")
   achieved=$(sed -n 's/.* (\([0-9]*\) records\/s; requested .*/\1/p' "$work/$1.gen.err")
   offered=$(sed -n 's/.* (\([0-9]*\) records\/s; requested .*, at most \([0-9]*\) ms behind it).*/\1 records\/s, at most \2 ms behind the requested rate/p' "$work/$1.gen.err")
   wait "$reader" || true
@@ -293,7 +304,7 @@ rc, em, out = r["received"], r["emitted"], r["output"]
 i = json.load(open(sys.argv[2]))["transit"]
 print(rc["p50_ms"], rc["p99_ms"], rc["p999_ms"], rc["count"], em["p50_ms"], em["p99_ms"], out["p50_ms"], out["p99_ms"], i["p50_ms"], i["p99_ms"], i["p999_ms"])
 ' "$work/$1.latency.json" "$work/$1.input.json")
-  echo "load offered at ~$3 events/s requested: ${offered:-rate not reported}; vigil used $cpu_vigil% of a core meanwhile, the broker $cpu_broker%"
+  echo "load offered at ~$3 events/s requested: ${offered:-rate not reported}; vigil used $cpu_vigil% of a core meanwhile, the broker $cpu_broker"
   echo "event-to-revocation latency at ~$3 events/s offered (hdrhistogram, $revn revocations read back from the topic): p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms (produced by vigil: p50 $e50 ms, p99 $e99 ms; from its production to the reader: p50 $o50 ms, p99 $o99 ms)"
   echo "record-to-decision latency at ~$3 events/s offered (from each input record's timestamp): p50 $d50 ms, p99 $d99 ms, p99.9 $d999 ms over $latn records (Prometheus buckets, interpolated)"
   echo "inside vigil at ~$3 events/s offered (from the consumer loop to the decision): p50 $w50 ms, p99 $w99 ms, p99.9 $w999 ms (Prometheus buckets, interpolated)"
@@ -318,7 +329,7 @@ latency_at lat-low 19875 "${LOW_RATE:-1000}" 50
 step_passed "${LOW_RATE:-1000}"
 for rate in ${LOAD_STEPS-5000 10000 20000 40000}; do
   latency_at "step$rate" 19876 "$rate" $(( rate / 9 > 50 ? rate / 9 : 50 )) no-side
-  echo "load step: ~$rate events/s requested, ${achieved:-?} achieved: event to revocation p99 $p99 ms over $revn revocations (vigil's share p99 $e99 ms, the revocation's leg p99 $o99 ms); vigil $cpu_vigil% of a core, the broker $cpu_broker%"
+  echo "load step: ~$rate events/s requested, ${achieved:-?} achieved: event to revocation p99 $p99 ms over $revn revocations (vigil's share p99 $e99 ms, the revocation's leg p99 $o99 ms); vigil $cpu_vigil% of a core, the broker $cpu_broker"
   step_passed "$rate"
 done
 echo "highest rate offered, of the light load and LOAD_STEPS in turn, with the p99 event to revocation within 20 ms: ${within_20ms} events/s (0: not even the light load)"
