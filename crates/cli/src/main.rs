@@ -183,6 +183,10 @@ undeliverable output); 2 bad flags or config.")]
         /// Stop after this long in any case.
         #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
         deadline: std::time::Duration,
+        /// Apply --idle only once this file exists (the load generator is done): outputs that
+        /// come in bursts further apart than --idle are then all read.
+        #[arg(long, value_name = "FILE")]
+        after: Option<PathBuf>,
     },
     /// Read a topic as fast as a bare consumer can, doing nothing with the payloads: the
     /// ceiling the end-to-end bench compares `vigil run` against.
@@ -610,6 +614,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
             topic,
             idle,
             deadline,
+            after,
         } => {
             let mut base = rdkafka::ClientConfig::new();
             base.set("bootstrap.servers", &brokers);
@@ -618,7 +623,12 @@ fn run(cmd: Command) -> Result<(), Failure> {
             let rt = setup::runtime().map_err(|e| Failure::Runtime(e.into()))?;
             let r = rt
                 .block_on(vigil_kafka::bench::output_latency(
-                    &base, &topics, &group, idle, deadline,
+                    &base,
+                    &topics,
+                    &group,
+                    idle,
+                    deadline,
+                    after.as_deref(),
                 ))
                 .map_err(|e| Failure::Runtime(e.into()))?;
             let quantiles = |v: &[i64]| {

@@ -109,14 +109,20 @@ pub struct OutputLatencies {
 }
 
 /// Reads every partition of `topics` from the beginning (assigned, not subscribed) until
-/// `idle` passes without a record (after the first one) or `deadline` passes, collecting
-/// event-to-output latencies. Prints `ready: ...` on stderr once reading.
+/// `idle` passes without a record (after the first one, and once the file `after` exists
+/// when one is named) or `deadline` passes, collecting event-to-output latencies. Prints
+/// `ready: ...` on stderr once reading.
+///
+/// `after` is for outputs that come in clusters: a story's revocations follow its attacks,
+/// which a load offered in event-time order brings in bursts seconds apart, and a reader that
+/// stopped at the first quiet `idle` read only the first burst.
 pub async fn output_latency(
     base: &ClientConfig,
     topics: &[&str],
     group: &str,
     idle: Duration,
     deadline: Duration,
+    after: Option<&std::path::Path>,
 ) -> Result<OutputLatencies, RuntimeError> {
     use rdkafka::message::Headers;
     let consumer = reader(
@@ -192,6 +198,8 @@ pub async fn output_latency(
                     source: e,
                 });
             }
+            // Quiet for `idle`: done, unless the load is not over yet.
+            Err(_) if after.is_some_and(|f| !f.exists()) => {}
             Err(_) => break,
         }
     }
