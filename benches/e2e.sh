@@ -319,7 +319,7 @@ print(rc["p50_ms"], rc["p99_ms"], rc["p999_ms"], rc["count"], em["p50_ms"], em["
 }
 
 # A light load first (LOW_RATE, default 1000 events/s), then rates in turn (LOAD_STEPS, about
-# ten seconds of story copies each, with no second reader of the input): where the p99 event to revocation leaves 20 ms on this
+# ten seconds of story copies each): where the p99 event to revocation leaves 20 ms on this
 # machine, whose cores the broker and the load generator share with vigil. Then about half the
 # measured at-least-once rate, the figure the SUMMARY carries.
 within_20ms=0 stepping=1

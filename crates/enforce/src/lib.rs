@@ -443,17 +443,12 @@ pub async fn run(
             context: format!("cannot subscribe to {source_topic}"),
             source: e,
         })?;
-    let mut pc = base.clone();
-    for (k, v) in vigil_kafka::delivery::PRODUCER_SETTINGS {
-        pc.set(k, v);
-    }
-    for (k, v) in vigil_kafka::delivery::PRODUCER_DEFAULTS {
-        vigil_kafka::runtime::set_default(&mut pc, k, v);
-    }
-    let producer: FutureProducer = pc.create().map_err(|e| RuntimeError::Kafka {
-        context: "cannot create the dead-letter producer".into(),
-        source: e,
-    })?;
+    let producer: FutureProducer = vigil_kafka::runtime::producer_base(&base, "2")
+        .create()
+        .map_err(|e| RuntimeError::Kafka {
+            context: "cannot create the dead-letter producer".into(),
+            source: e,
+        })?;
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();

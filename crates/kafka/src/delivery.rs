@@ -10,10 +10,6 @@ pub const PRODUCER_SETTINGS: [(&str, &str); 3] = [
     ("message.timeout.ms", "0"),
 ];
 
-/// Producer tuning of both modes, unless `kafka.client` sets it: a revocation waits at most
-/// this long for others to share its request.
-pub const PRODUCER_DEFAULTS: [(&str, &str); 1] = [("linger.ms", "2")];
-
 /// How outputs relate to consumed input offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]

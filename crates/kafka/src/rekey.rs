@@ -73,13 +73,8 @@ pub async fn run(
     consumer
         .subscribe(&[from])
         .map_err(kafka("cannot subscribe"))?;
-    let mut pc = base.clone();
-    for (k, v) in crate::delivery::PRODUCER_SETTINGS {
-        pc.set(k, v);
-    }
     // Throughput over latency here, unless `kafka.client` says otherwise.
-    crate::runtime::set_default(&mut pc, "linger.ms", "5");
-    let producer: FutureProducer = pc
+    let producer: FutureProducer = crate::runtime::producer_base(base, "5")
         .create()
         .map_err(kafka("cannot create the rekey producer"))?;
     tokio::pin!(shutdown);

@@ -768,16 +768,23 @@ fn producer_flush(p: &FutureProducer) {
     }
 }
 
-/// Settings of the producer of every output, changelog included: the delivery guarantee's
-/// settings, then Vigil's tuning defaults where `kafka.client` set none.
-pub fn producer_config(base: &ClientConfig, cfg: &KafkaConfig) -> ClientConfig {
+/// An idempotent producer's settings on top of `base` ([`crate::delivery::PRODUCER_SETTINGS`]),
+/// batching for up to `linger_ms` unless `kafka.client` set `linger.ms`: what every producer
+/// of Vigil's (outputs, rekeyed records, enforcement dead letters) starts from.
+pub fn producer_base(base: &ClientConfig, linger_ms: &str) -> ClientConfig {
     let mut pc = base.clone();
     for (k, v) in crate::delivery::PRODUCER_SETTINGS {
         pc.set(k, v);
     }
-    for (k, v) in crate::delivery::PRODUCER_DEFAULTS {
-        set_default(&mut pc, k, v);
-    }
+    set_default(&mut pc, "linger.ms", linger_ms);
+    pc
+}
+
+/// Settings of the producer of every output, changelog included: [`producer_base`] with a
+/// 2 ms linger (a revocation waits at most that long for others to share its request), and
+/// exactly-once's transactional settings.
+pub fn producer_config(base: &ClientConfig, cfg: &KafkaConfig) -> ClientConfig {
+    let mut pc = producer_base(base, "2");
     if cfg.delivery == Delivery::ExactlyOnce {
         // librdkafka requires message.timeout.ms <= transaction.timeout.ms: an outage longer
         // than the transaction timeout fails the transaction and stops the process, and the
