@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
-# at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed,
+# at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed (beside the same
+# changelog read by the bare consumer),
 # and event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
 # light load, at a few rates in turn (with the CPU vigil and the broker spent at each), and at
 # about half the measured maximum (with, at the latter, the input read by a
@@ -229,15 +230,32 @@ rss_restored=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 stop_run "$pid"
 restore=$(python3 - "$work/al1.log" <<'PY'
 import re, sys
-recs, sess, secs = 0, 0, 0.0
+recs, sess, secs, first = 0, 0, 0.0, None
 for line in open(sys.argv[1]):
-    m = re.search(r"Partition state restored\. partition=\d+ records=(\d+) seconds=([0-9.]+) sessions=(\d+)", line)
-    if m: recs += int(m.group(1)); secs = max(secs, float(m.group(2))); sess += int(m.group(3))
-print(f"{recs} {sess} {secs:.3f} {recs/secs if secs else 0:.0f} {sess/secs if secs else 0:.0f}")
+    m = re.search(r"Partition state restored\. partition=\d+ records=(\d+) seconds=([0-9.]+) sessions=(\d+) first_record_after=([0-9.]+)", line)
+    if m:
+        recs += int(m.group(1)); secs = max(secs, float(m.group(2))); sess += int(m.group(3))
+        f = float(m.group(4))
+        if f > 0: first = f if first is None else min(first, f)
+first = first or 0.0
+reading = secs - first
+print(f"{recs} {sess} {secs:.3f} {recs/secs if secs else 0:.0f} {sess/secs if secs else 0:.0f} {first:.3f} {recs/reading if reading > 0 else 0:.0f}")
 PY
 )
-read -r restored restored_sessions restore_secs restore_rate restore_sessions_rate <<<"$restore"
-echo "changelog restore: $restored records holding $restored_sessions live sessions in $restore_secs s ($restore_rate records/s, $restore_sessions_rate sessions/s, partitions in parallel)"
+read -r restored restored_sessions restore_secs restore_rate restore_sessions_rate restore_first restore_reading_rate <<<"$restore"
+echo "changelog restore: $restored records holding $restored_sessions live sessions in $restore_secs s ($restore_rate records/s, $restore_sessions_rate sessions/s, partitions in parallel); the first record $restore_first s after the start (readers created, offsets asked for, first fetch), $restore_reading_rate records/s from there"
+# The restore's own ceiling: the same changelog read by the bare consumer, as many records,
+# doing nothing with them, timed from its first record to its last as the restore's rate
+# from its first record is. A restore decodes what it reads on top.
+read -r restore_ceiling restore_ceiling_cpu < <(python3 -c '
+import json, resource, subprocess, sys
+records = int(sys.argv[1])
+out = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE, check=True).stdout
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(round(json.loads(out)["records_per_second"]), round((r.ru_utime + r.ru_stime) * 1e6 / max(records, 1), 1))
+' "$restored" "${vigil_env[@]}" "$bin" bench-consume --brokers "$B" --topic "$p-al1.changelog" --expect "$restored")
+restore_ratio=$(python3 -c "print(f'{$restore_reading_rate/max($restore_ceiling,1):.2f}')")
+echo "changelog read by the bare consumer: $restore_ceiling records/s ($restore_ceiling_cpu us of CPU per record); the restore from its first record at $restore_ratio of it"
 
 # Latency at an offered load, on a fresh topic and group: event to revocation read back from
 # the revocations topic while the load is offered (each revocation carries its source record's
@@ -369,4 +387,4 @@ ratio=$(python3 -c "print(f'{$al1_rate/$ceiling:.2f}')")
 eos_ratio=$(python3 -c "print(f'{$eos_rate/$ceiling:.2f}')")
 per_session=$(python3 -c "print(round(($rss_restored-$rss_empty)*1024/max($restored_sessions,1)))")
 echo "resident memory per live session: $per_session bytes (RSS ready with $restored_sessions restored sessions, $((rss_restored / 1024)) MiB, minus ready with none, $((rss_empty / 1024)) MiB)"
-echo "SUMMARY workload=$workload_tag events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms transit_p99=${t99}ms input_p99=${i99}ms output_p99=${o99}ms inside_p99=${w99}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu p99_within_20ms_rate=${within_20ms}/s"
+echo "SUMMARY workload=$workload_tag events=$produced ceiling=${ceiling}/s vigil_al1=${al1_rate}/s ratio=$ratio vigil_eos=${eos_rate}/s eos_ratio=$eos_ratio p50=${p50}ms p99=${p99}ms p999=${p999}ms transit_p99=${t99}ms input_p99=${i99}ms output_p99=${o99}ms inside_p99=${w99}ms peak_rss=$((hwm / 1024))MiB bytes_per_session=$per_session restore=${restore_rate}/s restore_sessions=${restore_sessions_rate}/s restore_reading=${restore_reading_rate}/s restore_ceiling=${restore_ceiling}/s cpu_us_per_event_ceiling=$ceiling_cpu cpu_us_per_event_al1=$al1_cpu cpu_us_per_event_eos=$eos_cpu p99_within_20ms_rate=${within_20ms}/s"

@@ -561,3 +561,103 @@ fn paced_generator_sends_what_it_writes() {
         .collect();
     assert_eq!(got, lines);
 }
+
+/// A changelog partition read back (`read_changelog`: what a restore and `vigil sessions` do)
+/// over the mock cluster: every version of a key in order, so the last one is what remains,
+/// a tombstone removes its key, a record that does not decode is skipped and not counted, and
+/// an empty partition ends at once with nothing read.
+#[test]
+fn a_changelog_partition_reads_back_into_an_engine() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use vigil_engine::{EncodedChanges, Engine, EngineConfig, Output, ValueEncoding};
+    use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    mock.create_topic("cl", 2, 1).expect("topic");
+
+    // The state of two sessions, drained twice as two flushes would write it: s1 twice.
+    let ctx = AdapterContext::new(b"k");
+    let mut a = Engine::new(&EngineConfig::default()).expect("defaults");
+    a.track_changes();
+    let mut out = Output::default();
+    let line = |id: &str, s: &str, t: &str| {
+        format!(
+            r#"{{"id":"{id}","time":"2024-05-01T09:{t}:00Z","kind":"access","session_id":"{s}","user_id":"u-{s}","ip":"81.2.69.160","token_id":"t-{s}"}}"#
+        )
+    };
+    let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let flush = |a: &mut Engine, records: &mut Vec<_>| {
+        let mut buf = EncodedChanges::default();
+        a.drain_encoded(ValueEncoding::Binary, &mut buf);
+        records.extend(buf.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))));
+    };
+    let batches = [
+        vec![line("1", "s1", "00")],
+        vec![line("2", "s1", "05"), line("3", "s2", "06")],
+    ];
+    for batch in batches {
+        for l in batch {
+            let ev = parse_record(l.as_bytes(), InputFormat::Native, &ctx).expect("valid");
+            a.process(&ev, &mut out).expect("in order");
+        }
+        flush(&mut a, &mut records);
+    }
+    let versions_of_s1 = records.iter().filter(|(k, _)| k == b"s:s1").count();
+    assert_eq!(versions_of_s1, 2, "s1 is written by both flushes");
+    // s2 removed, then a record no decoder takes.
+    records.push((b"s:s2".to_vec(), None));
+    records.push((b"s:s3".to_vec(), Some(b"not a state".to_vec())));
+
+    rt.block_on(async {
+        let p: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("producer");
+        for (k, v) in &records {
+            let mut r = FutureRecord::<[u8], [u8]>::to("cl")
+                .partition(0)
+                .key(&k[..]);
+            if let Some(v) = v {
+                r = r.payload(&v[..]);
+            }
+            p.send(r, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produced");
+        }
+    });
+
+    let mut base = ClientConfig::new();
+    base.set("bootstrap.servers", &brokers);
+    let reader = vigil_kafka::worker::changelog_reader_config(&base, &support::unique("cl"));
+    let mut seen = 0;
+    let fresh = || Engine::new(&EngineConfig::default()).expect("defaults");
+    let (b, read) = vigil_kafka::worker::read_changelog(&reader, "cl", 0, fresh(), || seen += 1)
+        .expect("reads");
+    assert_eq!(seen, records.len(), "every record is handed to on_record");
+    assert_eq!(
+        read.records as usize,
+        records.len() - 1,
+        "all but the bad one applied"
+    );
+    assert!(read.first_record.is_some());
+    assert_eq!(b.session("s1"), a.session("s1"), "the newest version of s1");
+    assert!(
+        a.session("s2").is_some() && b.session("s2").is_none(),
+        "s2's tombstone"
+    );
+    assert!(b.session("s3").is_none());
+
+    let (empty, read) = vigil_kafka::worker::read_changelog(&reader, "cl", 1, fresh(), || {})
+        .expect("reads an empty partition");
+    assert_eq!(read, vigil_kafka::worker::ChangelogRead::default());
+    assert_eq!(empty.live_sessions(), 0);
+    drop(mock);
+}

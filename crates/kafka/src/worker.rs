@@ -241,16 +241,17 @@ impl Task {
             tokio::task::spawn_blocking(move || restore(&shared, partition, engine)).await;
         self.shared.metrics.restoring.dec();
         match restored {
-            Ok(Ok((mut engine, n))) => {
+            Ok(Ok((mut engine, read))) => {
                 // What was just read back is durable already.
                 engine.discard_changes();
                 self.engine = engine;
                 let secs = started.elapsed().as_secs_f64();
                 info!(
                     partition,
-                    records = n,
+                    records = read.records,
                     seconds = secs,
                     sessions = self.engine.live_sessions(),
+                    first_record_after = read.first_record.map_or(0.0, |d| d.as_secs_f64()),
                     "Partition state restored."
                 );
             }
@@ -881,7 +882,11 @@ impl rdkafka::client::ClientContext for RestoreContext {
 impl rdkafka::consumer::ConsumerContext for RestoreContext {}
 
 /// Reads the partition's changelog from the beginning into `engine`.
-fn restore(shared: &Shared, partition: i32, engine: Engine) -> Result<(Engine, u64), RuntimeError> {
+fn restore(
+    shared: &Shared,
+    partition: i32,
+    engine: Engine,
+) -> Result<(Engine, ChangelogRead), RuntimeError> {
     read_changelog(
         &shared.restore_client,
         &shared.topics.changelog,
@@ -908,16 +913,28 @@ pub fn changelog_reader_config(base: &ClientConfig, group_id: &str) -> ClientCon
     reader
 }
 
+/// What reading a changelog partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChangelogRead {
+    /// Records applied (a record that does not decode is skipped with a warning).
+    pub records: u64,
+    /// From the start of the read to its first record: the reader created, the partition's
+    /// offsets asked for, the first fetch answered. `None` when the partition was empty.
+    pub first_record: Option<Duration>,
+}
+
 /// Reads one changelog partition from the beginning to its end into `engine`; returns the
-/// engine and the records applied. `client` is a [`changelog_reader_config`];
-/// `on_record` is called for every record read.
+/// engine and what the read did. `client` is a [`changelog_reader_config`]; `on_record` is
+/// called for every record read.
 pub fn read_changelog(
     client: &ClientConfig,
     topic: &str,
     partition: i32,
     mut engine: Engine,
     mut on_record: impl FnMut(),
-) -> Result<(Engine, u64), RuntimeError> {
+) -> Result<(Engine, ChangelogRead), RuntimeError> {
+    let started = std::time::Instant::now();
+    let mut read = ChangelogRead::default();
     let consumer: BaseConsumer<RestoreContext> = client
         .create_with_context(RestoreContext)
         .map_err(|e| RuntimeError::Kafka {
@@ -932,7 +949,7 @@ pub fn read_changelog(
         })?;
     if high <= low {
         close_in_background(consumer);
-        return Ok((engine, 0));
+        return Ok((engine, read));
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
@@ -944,16 +961,16 @@ pub fn read_changelog(
         context: format!("cannot assign {topic}/{partition}"),
         source: e,
     })?;
-    let mut n = 0u64;
     let mut idle = 0;
     loop {
         match consumer.poll(Duration::from_millis(250)) {
             Some(Ok(m)) => {
                 idle = 0;
+                read.first_record.get_or_insert_with(|| started.elapsed());
                 let offset = m.offset();
                 if let Some(k) = m.key() {
                     match engine.restore_encoded(k, m.payload()) {
-                        Ok(()) => n += 1,
+                        Ok(()) => read.records += 1,
                         Err(e) => warn!(partition, offset, error = %e, "Changelog record skipped."),
                     }
                 }
@@ -971,7 +988,7 @@ pub fn read_changelog(
         if idle >= 8 {
             warn!(
                 partition,
-                read = n,
+                read = read.records,
                 high,
                 "Changelog restore stopped waiting for more records."
             );
@@ -979,7 +996,7 @@ pub fn read_changelog(
         }
     }
     close_in_background(consumer);
-    Ok((engine, n))
+    Ok((engine, read))
 }
 
 /// Closes a changelog reader on a thread of its own. Closing a librdkafka consumer waits
