@@ -661,3 +661,29 @@ fn a_changelog_partition_reads_back_into_an_engine() {
     assert_eq!(empty.live_sessions(), 0);
     drop(mock);
 }
+
+/// The restore's own ceiling in `benches/e2e.sh` (`vigil bench-consume --each-partition`)
+/// reads every record of every partition, an empty partition included, once.
+#[test]
+fn each_partition_read_counts_every_record_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    mock.create_topic("each", 3, 1).expect("topic");
+    // Partitions 0 and 1 hold records, partition 2 none.
+    let records: Vec<(i32, String, String)> = (0..50)
+        .map(|i| (i % 2, format!("k{i}"), "v".repeat(i as usize)))
+        .collect();
+    rt.block_on(support::produce_to(&brokers, "each", &records));
+    let mut base = rdkafka::ClientConfig::new();
+    base.set("bootstrap.servers", &brokers);
+    let read = vigil_kafka::bench::read_each_partition(&base, "each", &support::unique("each"))
+        .expect("reads");
+    assert_eq!(read.records, 50);
+    assert_eq!(read.bytes, (0..50u64).sum::<u64>());
+    drop(mock);
+}

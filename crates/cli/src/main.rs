@@ -199,8 +199,13 @@ undeliverable output); 2 bad flags or config.")]
         #[arg(long)]
         topic: String,
         /// Records to read before stopping.
+        #[arg(long, required_unless_present = "each_partition")]
+        expect: Option<u64>,
+        /// Read each partition to its end with a reader of its own, all at once, as a
+        /// changelog restore does (its reader settings, nothing decoded), instead of one
+        /// consumer in a group.
         #[arg(long)]
-        expect: u64,
+        each_partition: bool,
     },
     /// Run the whole system on an embedded Kafka (no broker to set up): stream labelled
     /// synthetic IdP traffic with injected attacks, print alerts and revocations as they
@@ -584,20 +589,25 @@ fn run(cmd: Command) -> Result<(), Failure> {
             brokers,
             topic,
             expect,
+            each_partition,
         } => {
             let mut base = rdkafka::ClientConfig::new();
             base.set("bootstrap.servers", &brokers);
             let group = format!("vigil-bench-ceiling-{}", std::process::id());
-            let rt = setup::runtime().map_err(|e| Failure::Runtime(e.into()))?;
-            let r = rt
-                .block_on(vigil_kafka::bench::raw_consume(
-                    &base,
-                    &topic,
-                    &group,
-                    expect,
-                    std::time::Duration::from_secs(30),
-                ))
-                .map_err(|e| Failure::Runtime(e.into()))?;
+            let r = match expect.filter(|_| !each_partition) {
+                Some(expect) => {
+                    let rt = setup::runtime().map_err(|e| Failure::Runtime(e.into()))?;
+                    rt.block_on(vigil_kafka::bench::raw_consume(
+                        &base,
+                        &topic,
+                        &group,
+                        expect,
+                        std::time::Duration::from_secs(30),
+                    ))
+                }
+                None => vigil_kafka::bench::read_each_partition(&base, &topic, &group),
+            }
+            .map_err(|e| Failure::Runtime(e.into()))?;
             let rate = if r.seconds > 0.0 {
                 r.records as f64 / r.seconds
             } else {

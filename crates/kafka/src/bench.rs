@@ -1,13 +1,16 @@
 //! The raw-consume ceiling for the end-to-end bench: a bare consumer with the runtime's
-//! consumer settings that reads a topic and does nothing with the payloads.
+//! consumer settings that reads a topic and does nothing with the payloads; and a restore's
+//! own ceiling, a changelog read as a restore reads it, nothing decoded.
 
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::error::RuntimeError;
+use crate::worker::RestoreContext;
 
 /// What a raw consume measured.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +71,104 @@ pub async fn raw_consume(
         bytes,
         seconds,
     })
+}
+
+/// Reads every partition of `topic` to its end, each with its own reader on a thread of its
+/// own, as a restore reads a changelog (the restore's reader settings, one reader per
+/// partition, all at once) but decoding nothing: a restore's own ceiling. Seconds run from
+/// the first record of any partition to the last of all.
+pub fn read_each_partition(
+    base: &ClientConfig,
+    topic: &str,
+    group: &str,
+) -> Result<RawConsume, RuntimeError> {
+    let cfg = crate::worker::changelog_reader_config(base, group);
+    let kafka = |context: String| move |source| RuntimeError::Kafka { context, source };
+    let probe: BaseConsumer = cfg
+        .create()
+        .map_err(kafka("cannot create a reader".into()))?;
+    let metadata = probe
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(kafka(format!("cannot read {topic}'s metadata")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    drop(probe);
+    let read = std::thread::scope(|s| {
+        let readers: Vec<_> = partitions
+            .iter()
+            .map(|&p| {
+                let cfg = &cfg;
+                s.spawn(move || read_partition(cfg, topic, p))
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let first = read.iter().filter_map(|r| r.first).min();
+    let last = read.iter().filter_map(|r| r.first.map(|_| r.last)).max();
+    Ok(RawConsume {
+        records: read.iter().map(|r| r.records).sum(),
+        bytes: read.iter().map(|r| r.bytes).sum(),
+        seconds: first
+            .zip(last)
+            .map_or(0.0, |(f, l)| l.duration_since(f).as_secs_f64()),
+    })
+}
+
+/// What one partition's reader read, and when its first and last records came.
+struct PartitionRead {
+    records: u64,
+    bytes: u64,
+    first: Option<Instant>,
+    last: Instant,
+}
+
+/// Reads one partition from its beginning to the end the broker reports.
+fn read_partition(
+    cfg: &ClientConfig,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionRead, RuntimeError> {
+    let kafka = |context: String| move |source| RuntimeError::Kafka { context, source };
+    let consumer: BaseConsumer<RestoreContext> = cfg
+        .create_with_context(RestoreContext)
+        .map_err(kafka("cannot create a reader".into()))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(kafka(format!("bad partition {topic}/{partition}")))?;
+    consumer
+        .assign(&tpl)
+        .map_err(kafka(format!("cannot assign {topic}/{partition}")))?;
+    let mut read = PartitionRead {
+        records: 0,
+        bytes: 0,
+        first: None,
+        last: Instant::now(),
+    };
+    let mut idle = 0;
+    while idle < 8 {
+        match consumer.poll(Duration::from_millis(250)) {
+            Some(Ok(m)) => {
+                read.last = Instant::now();
+                read.first.get_or_insert(read.last);
+                read.records += 1;
+                read.bytes += m.payload().map_or(0, |p| p.len() as u64);
+                idle = 0;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(kafka(format!("cannot read {topic}/{partition}"))(e)),
+            None => idle += 1,
+        }
+    }
+    Ok(read)
 }
 
 /// A bench consumer in `group` that commits nothing and reads committed records from the

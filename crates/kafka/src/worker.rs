@@ -863,7 +863,7 @@ impl Out {
 
 /// Client context of the changelog reader: reaching the end of the partition is how a
 /// restore finishes, not an error worth an operator's attention.
-struct RestoreContext;
+pub(crate) struct RestoreContext;
 
 impl rdkafka::client::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
