@@ -189,7 +189,7 @@ undeliverable output); 2 bad flags or config.")]
         after: Option<PathBuf>,
     },
     /// Read a topic as fast as a bare consumer can, doing nothing with the payloads: the
-    /// ceiling the end-to-end bench compares `vigil run` against.
+    /// ceilings the end-to-end bench compares `vigil run` and its changelog restore against.
     #[command(hide = true)]
     BenchConsume {
         /// Bootstrap servers.
@@ -199,7 +199,11 @@ undeliverable output); 2 bad flags or config.")]
         #[arg(long)]
         topic: String,
         /// Records to read before stopping.
-        #[arg(long, required_unless_present = "each_partition")]
+        #[arg(
+            long,
+            required_unless_present = "each_partition",
+            conflicts_with = "each_partition"
+        )]
         expect: Option<u64>,
         /// Read each partition to its end with a reader of its own, all at once, as a
         /// changelog restore does (its reader settings, nothing decoded), instead of one
@@ -589,12 +593,13 @@ fn run(cmd: Command) -> Result<(), Failure> {
             brokers,
             topic,
             expect,
-            each_partition,
+            // The arguments let exactly one of `--expect` and `--each-partition` through.
+            each_partition: _,
         } => {
             let mut base = rdkafka::ClientConfig::new();
             base.set("bootstrap.servers", &brokers);
             let group = format!("vigil-bench-ceiling-{}", std::process::id());
-            let r = match expect.filter(|_| !each_partition) {
+            let r = match expect {
                 Some(expect) => {
                     let rt = setup::runtime().map_err(|e| Failure::Runtime(e.into()))?;
                     rt.block_on(vigil_kafka::bench::raw_consume(
