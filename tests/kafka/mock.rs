@@ -9,6 +9,15 @@ use vigil_kafka::worker::Shared;
 
 use crate::support::{self, Out};
 
+/// A runtime of two worker threads, as each of these tests runs on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The engine settings of these tests: story_split sends each attack's last step after
 /// everything else, so late events are accepted.
 fn engine_config() -> vigil_engine::EngineConfig {
@@ -146,11 +155,7 @@ async fn revocations(brokers: &str, topic: &str, partitions: i32, sessions: usiz
 /// headers, and the records after the poison still flow.
 #[test]
 fn detection_and_dead_letters_over_the_mock_cluster() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let Running { mock, brokers, input, topics, metrics, stop, run } = start(3);
 
@@ -210,11 +215,7 @@ fn detection_and_dead_letters_over_the_mock_cluster() {
 /// loses a revocation.
 #[test]
 fn broker_outage_is_survived_without_loss() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let Running {
             mock,
@@ -251,11 +252,7 @@ fn broker_outage_is_survived_without_loss() {
 /// records again and sends every revocation.
 #[test]
 fn a_failed_output_is_sent_again_by_the_next_instance() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let (mock, brokers, input, topics) = mock_cluster(1);
         let (records, labels) = support::story(2);
@@ -297,11 +294,7 @@ fn a_failed_output_is_sent_again_by_the_next_instance() {
 /// records it cannot parse are forwarded with their original key.
 #[test]
 fn rekey_keys_records_by_user() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let mock = MockCluster::new(1).expect("mock cluster");
         let brokers = mock.bootstrap_servers();
@@ -370,11 +363,7 @@ fn rekey_keys_records_by_user() {
 fn account_changes_and_exposures_reach_every_partition() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let mut engine = engine_config();
         engine.governance = toml::from_str(
@@ -573,11 +562,7 @@ fn a_changelog_partition_reads_back_into_an_engine() {
     use vigil_engine::{EncodedChanges, Engine, EngineConfig, Output, ValueEncoding};
     use vigil_model::adapters::{AdapterContext, InputFormat, parse_record};
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let mock = MockCluster::new(1).expect("mock cluster");
     let brokers = mock.bootstrap_servers();
     mock.create_topic("cl", 2, 1).expect("topic");
@@ -666,11 +651,7 @@ fn a_changelog_partition_reads_back_into_an_engine() {
 /// reads every record of every partition, an empty partition included, once.
 #[test]
 fn each_partition_read_counts_every_record_once() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let mock = MockCluster::new(1).expect("mock cluster");
     let brokers = mock.bootstrap_servers();
     mock.create_topic("each", 3, 1).expect("topic");
