@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end bench over tansu on loopback: the raw-consume ceiling, `vigil run` in
-# at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed (beside the same
-# changelog read as a restore reads it, nothing decoded),
-# and event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
+# at-least-once and exactly-once mode over the same preloaded topic, changelog restore speed
+# (beside the same changelog read as a restore reads it, nothing decoded), and
+# event-to-revocation latency (hdrhistogram, read back from the revocations topic) at a
 # light load, at a few rates in turn (with the CPU vigil and the broker spent at each), and at
 # about half the measured maximum (with, at the latter, the input read by a
 # second reader beside vigil and the revocations' own leg from vigil's producer to the reader:

@@ -4,13 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::error::RuntimeError;
-use crate::worker::RestoreContext;
 
 /// What a raw consume measured.
 #[derive(Debug, Clone, Copy)]
@@ -131,43 +129,24 @@ struct PartitionRead {
     last: Instant,
 }
 
-/// Reads one partition from its beginning to the end the broker reports.
+/// Reads one partition as a restore does ([`crate::worker::read_partition`]), counting.
 fn read_partition(
     cfg: &ClientConfig,
     topic: &str,
     partition: i32,
 ) -> Result<PartitionRead, RuntimeError> {
-    let kafka = |context: String| move |source| RuntimeError::Kafka { context, source };
-    let consumer: BaseConsumer<RestoreContext> = cfg
-        .create_with_context(RestoreContext)
-        .map_err(kafka("cannot create a reader".into()))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(kafka(format!("bad partition {topic}/{partition}")))?;
-    consumer
-        .assign(&tpl)
-        .map_err(kafka(format!("cannot assign {topic}/{partition}")))?;
     let mut read = PartitionRead {
         records: 0,
         bytes: 0,
         first: None,
         last: Instant::now(),
     };
-    let mut idle = 0;
-    while idle < 8 {
-        match consumer.poll(Duration::from_millis(250)) {
-            Some(Ok(m)) => {
-                read.last = Instant::now();
-                read.first.get_or_insert(read.last);
-                read.records += 1;
-                read.bytes += m.payload().map_or(0, |p| p.len() as u64);
-                idle = 0;
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => return Err(kafka(format!("cannot read {topic}/{partition}"))(e)),
-            None => idle += 1,
-        }
-    }
+    crate::worker::read_partition(cfg, topic, partition, |m| {
+        read.last = Instant::now();
+        read.first.get_or_insert(read.last);
+        read.records += 1;
+        read.bytes += m.payload().map_or(0, |p| p.len() as u64);
+    })?;
     Ok(read)
 }
 

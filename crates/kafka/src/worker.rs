@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
@@ -863,7 +863,7 @@ impl Out {
 
 /// Client context of the changelog reader: reaching the end of the partition is how a
 /// restore finishes, not an error worth an operator's attention.
-pub(crate) struct RestoreContext;
+struct RestoreContext;
 
 impl rdkafka::client::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -933,8 +933,39 @@ pub fn read_changelog(
     mut engine: Engine,
     mut on_record: impl FnMut(),
 ) -> Result<(Engine, ChangelogRead), RuntimeError> {
+    let mut records = 0;
+    let first_record = read_partition(client, topic, partition, |m| {
+        if let Some(k) = m.key() {
+            match engine.restore_encoded(k, m.payload()) {
+                Ok(()) => records += 1,
+                Err(e) => {
+                    warn!(partition, offset = m.offset(), error = %e, "Changelog record skipped.")
+                }
+            }
+        }
+        on_record();
+    })?;
+    Ok((
+        engine,
+        ChangelogRead {
+            records,
+            first_record,
+        },
+    ))
+}
+
+/// Reads one partition from its beginning to its end, as a restore reads its changelog, and
+/// hands `each` every record; returns how long after the start the first record came
+/// (`None` when the partition was empty). `client` is a [`changelog_reader_config`]. What a
+/// restore does with the records is [`read_changelog`]'s; the end-to-end bench reads with
+/// this alone for the restore's own ceiling.
+pub fn read_partition(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<Option<Duration>, RuntimeError> {
     let started = std::time::Instant::now();
-    let mut read = ChangelogRead::default();
     let consumer: BaseConsumer<RestoreContext> = client
         .create_with_context(RestoreContext)
         .map_err(|e| RuntimeError::Kafka {
@@ -949,7 +980,7 @@ pub fn read_changelog(
         })?;
     if high <= low {
         close_in_background(consumer);
-        return Ok((engine, read));
+        return Ok(None);
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
@@ -961,20 +992,16 @@ pub fn read_changelog(
         context: format!("cannot assign {topic}/{partition}"),
         source: e,
     })?;
+    let mut first_record = None;
+    let mut read = 0u64;
     let mut idle = 0;
     loop {
         match consumer.poll(Duration::from_millis(250)) {
             Some(Ok(m)) => {
                 idle = 0;
-                read.first_record.get_or_insert_with(|| started.elapsed());
-                let offset = m.offset();
-                if let Some(k) = m.key() {
-                    match engine.restore_encoded(k, m.payload()) {
-                        Ok(()) => read.records += 1,
-                        Err(e) => warn!(partition, offset, error = %e, "Changelog record skipped."),
-                    }
-                }
-                on_record();
+                first_record.get_or_insert_with(|| started.elapsed());
+                read += 1;
+                each(&m);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => {
@@ -988,15 +1015,13 @@ pub fn read_changelog(
         if idle >= 8 {
             warn!(
                 partition,
-                read = read.records,
-                high,
-                "Changelog restore stopped waiting for more records."
+                read, high, "Changelog restore stopped waiting for more records."
             );
             break;
         }
     }
     close_in_background(consumer);
-    Ok((engine, read))
+    Ok(first_record)
 }
 
 /// Closes a changelog reader on a thread of its own. Closing a librdkafka consumer waits
