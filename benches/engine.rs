@@ -111,7 +111,7 @@ fn engine(c: &mut Criterion) {
                     for (i, group) in groups.iter().enumerate() {
                         if let Some(next) = groups.get(i + 1).filter(|_| prefetch) {
                             for ev in next.iter() {
-                                std::hint::black_box(engine.prefetch(ev));
+                                engine.prefetch(ev);
                             }
                         }
                         for ev in group.iter() {
@@ -156,7 +156,7 @@ fn engine(c: &mut Criterion) {
                                     into.push(ev);
                                 }
                                 for ev in into.iter().filter(|_| prefetch) {
-                                    std::hint::black_box(engine.prefetch(ev));
+                                    engine.prefetch(ev);
                                 }
                             };
                         read_ahead(&engine, &mut group, &mut spent);
@@ -254,7 +254,7 @@ fn pauses(
             .collect();
         for (i, ev) in events.iter().enumerate() {
             if let Some(next) = events.get(i + 1) {
-                std::hint::black_box(engine.prefetch(next));
+                engine.prefetch(next);
             }
             let t = Instant::now();
             let _ = engine.process(ev, out);

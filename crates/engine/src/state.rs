@@ -500,6 +500,13 @@ impl Place {
     }
 }
 
+/// Asks the CPU for the cache line holding `x`, without waiting for it (a hint: it changes
+/// what is in the caches, never what the program computes).
+#[inline(always)]
+pub(crate) fn fetch<T>(x: &T) {
+    mem_prefetch::prefetch_read_data::<T, 3>(x);
+}
+
 /// What the engine remembers about one live session.
 ///
 /// Laid out for a table of millions: what every event reads or writes sits in this one
@@ -691,25 +698,38 @@ impl SessionState {
         self.last_place = p;
     }
 
-    /// Reads a word from each part of the state an event's processing reads (the state
-    /// spans eight cache lines) and the first byte of the last device id, which lives on
-    /// its own: for [`crate::Engine::prefetch`], so these loads are issued together while
-    /// the event before is processed, not one after another as the detectors reach them.
-    pub fn warm(&self) -> u64 {
+    /// Asks for every cache line of the state an event's processing reads (the state spans
+    /// eight), for [`crate::Engine::prefetch`]. The last device id's text, which lives
+    /// apart, is left to the event's processing: reaching it would mean waiting for the
+    /// pointer.
+    pub fn warm(&self) {
         let e = &self.last_endpoint;
-        self.last_seen as u64
-            ^ self.recent[0]
-            ^ self.countries.first().copied().unwrap_or(0)
-            ^ u64::from(self.asns.first().copied().unwrap_or(0))
-            ^ self.places.first().map_or(0, |p| p.country)
-            ^ self.last_place.device
-            ^ u64::from(e.asn)
-            ^ e.time_ms.0 as u64
-            ^ e.device_id
-                .as_deref()
-                .and_then(|d| d.as_bytes().first())
-                .map_or(0, |b| u64::from(*b))
-            ^ u64::from(self.events)
+        fetch(&self.user_id);
+        fetch(&self.tenant);
+        fetch(&self.first_seen);
+        fetch(&self.last_seen);
+        fetch(&self.ended);
+        fetch(&self.first_device);
+        fetch(&self.events);
+        fetch(&self.ua);
+        fetch(&self.rate);
+        fetch(&self.recent);
+        fetch(&self.devices);
+        fetch(&self.ips);
+        fetch(&self.user_agents);
+        fetch(&self.asn_window);
+        fetch(&self.countries);
+        fetch(&self.asns);
+        fetch(&self.last_place);
+        fetch(&self.places);
+        fetch(&e.ip);
+        fetch(&e.country);
+        fetch(&e.lat);
+        fetch(&e.asn);
+        fetch(&e.user_agent);
+        fetch(&e.device_id);
+        fetch(&e.time_ms);
+        fetch(&self.rare);
     }
 
     /// Hashes of the latest source record ids, oldest first.
@@ -1151,18 +1171,19 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
             .map(|(_, v)| v)
     }
 
-    /// Reads, through `touch`, the entry `key` most likely names, without comparing keys:
-    /// the first whose hash tag matches. For [`crate::Engine::prefetch`]: the key's memory
-    /// and the value's are read side by side, where a lookup reads the value only after the
-    /// key compared equal. A wrong guess (another key with the same seven-bit tag in the
-    /// probed group) only warms the wrong entry.
-    pub fn warm<Q: Hash + ?Sized>(&self, key: &Q, touch: impl FnOnce(&K, &V) -> u64) -> u64
+    /// Hands `touch` the entry `key` most likely names, without comparing keys: the first
+    /// whose hash tag matches; whether there was one. For [`crate::Engine::prefetch`]: the
+    /// key's memory and the value's are asked for side by side, where a lookup reads the
+    /// value only after the key compared equal. A wrong guess (another key with the same
+    /// seven-bit tag in the probed group) only warms the wrong entry.
+    pub fn warm<Q: Hash + ?Sized>(&self, key: &Q, touch: impl FnOnce(&K, &V)) -> bool
     where
         K: Borrow<Q>,
     {
         self.map
             .find(hash_of(key), |_| true)
-            .map_or(0, |(k, v)| touch(k, v))
+            .map(|(k, v)| touch(k, v))
+            .is_some()
     }
 
     /// The entry for `key`, mutable.
@@ -1743,15 +1764,14 @@ mod tests {
     #[test]
     fn warm_reads_the_entry_a_key_names() {
         let mut t = BoundedTable::new(i64::MAX, i64::MAX, 1_000);
-        assert_eq!(t.warm(&7i64, |_, v: &T| v.1 as u64), 0);
+        assert!(!t.warm(&7i64, |_, _: &T| panic!("an empty table has no entry")));
         for i in 0..1_000i64 {
             t.insert(i, T(0, i + 1));
         }
         for i in [0i64, 7, 999] {
-            assert_eq!(
-                t.warm(&i, |k, v| (*k as u64) << 32 | v.1 as u64),
-                (i as u64) << 32 | (i + 1) as u64
-            );
+            let mut seen = None;
+            assert!(t.warm(&i, |k, v| seen = Some((*k, v.1))));
+            assert_eq!(seen, Some((i, i + 1)));
         }
     }
 

@@ -28,6 +28,15 @@ pub struct TokenBinding {
     pub exposed_at: OptTime,
 }
 
+impl TokenBinding {
+    /// Asks for the binding's cache line, for [`crate::Engine::prefetch`] (the session id's
+    /// text lives apart and is left to the event's processing).
+    pub fn warm(&self) {
+        crate::state::fetch(&self.session_id);
+        crate::state::fetch(&self.last_seen);
+    }
+}
+
 impl Aged for TokenBinding {
     fn first_seen(&self) -> i64 {
         self.first_seen

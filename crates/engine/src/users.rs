@@ -49,6 +49,15 @@ pub fn cell_coords(c: u32) -> (f64, f64) {
 }
 
 impl UserBaseline {
+    /// Asks for the baseline's cache lines, for [`crate::Engine::prefetch`] (lists that
+    /// outgrew their inline room live apart and are left to the event's processing).
+    pub fn warm(&self) {
+        crate::state::fetch(&self.first_seen);
+        crate::state::fetch(&self.countries);
+        crate::state::fetch(&self.devices);
+        crate::state::fetch(&self.places);
+    }
+
     /// Remembers a value in a bounded list (the oldest goes when full); whether it was new.
     pub fn learn<A: smallvec::Array>(list: &mut Small<A>, v: A::Item) -> bool
     where

@@ -338,7 +338,7 @@ impl Task {
         into.extend(records.take(PREFETCH_GROUP).map(|r| self.read(r)));
         for (_, ev) in into.iter() {
             if let Ok(ev) = ev {
-                std::hint::black_box(self.engine.prefetch(ev));
+                self.engine.prefetch(ev);
             }
         }
     }
