@@ -12,8 +12,9 @@
 //! inventory `vigil run` publishes every few seconds), taken in the steps the runtime takes. A pause is time a partition's records
 //! wait whatever the throughput: its p99 latency at scale.
 //!
-//! After the timed batches, one account change (a user deactivated) is timed alone, and then
-//! 50,000 new sessions into a table at its cap.
+//! After the timed batches, three changelog flushes (each what 20,000 events changed, encoded
+//! as a commit encodes it) and one account change (a user deactivated) are timed alone, and
+//! then 50,000 new sessions into a table at its cap.
 //!
 //! `ENGINE_LIFETIMES=1` runs everything with a lifetime policy for human sessions (governance
 //! `max_idle`), which the engine then enforces as it goes.
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
 use vigil_engine::inventory::{INVENTORY_STEP, InventoryScan};
-use vigil_engine::{Engine, EngineConfig, Output, PREFETCH_GROUP};
+use vigil_engine::{EncodedChanges, Engine, EngineConfig, Output, PREFETCH_GROUP, ValueEncoding};
 use vigil_model::adapters::{AdapterContext, InputFormat, parse_record, parse_record_into};
 use vigil_model::{SessionEvent, SourceFormat};
 
@@ -175,6 +176,7 @@ fn engine(c: &mut Criterion) {
                 })
             },
         );
+        flush(&mut engine, &mut out, &ctx, sessions, &mut round);
         lifecycle(&mut engine, &mut out, &ctx, sessions);
         drop(engine);
         full_table(&ctx, sessions);
@@ -211,6 +213,52 @@ fn full_table(ctx: &AdapterContext, sessions: usize) {
         hist.value_at_quantile(0.9999) as f64 / 1e3,
         hist.max() as f64 / 1e6,
         engine.live_sessions()
+    );
+}
+
+/// Times the changelog flush a partition task makes at each commit: the state `FLUSH_EVENTS`
+/// events changed (each a different session here, with its token binding and its user's
+/// baseline), encoded for the changelog. The task processes no record meanwhile, so at scale
+/// this is a pause every commit interval. Three flushes, each after events of its own.
+fn flush(
+    engine: &mut Engine,
+    out: &mut Output,
+    ctx: &AdapterContext,
+    sessions: usize,
+    round: &mut usize,
+) {
+    const FLUSH_EVENTS: usize = 2 * BATCH;
+    engine.track_changes();
+    let mut encoded = EncodedChanges::default();
+    engine.drain_encoded(ValueEncoding::Binary, &mut encoded);
+    let mut spent = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..FLUSH_EVENTS / BATCH {
+            *round += 1;
+            for l in batch(sessions, *round) {
+                let ev = parse_record(l.as_bytes(), InputFormat::Native, ctx).expect("valid");
+                let _ = engine.process(&ev, out);
+                out.clear();
+            }
+        }
+        encoded.clear();
+        let t = Instant::now();
+        engine.drain_encoded(ValueEncoding::Binary, &mut encoded);
+        spent.push((t.elapsed(), encoded.len()));
+    }
+    let per_record: Vec<String> = spent
+        .iter()
+        .map(|(t, n)| format!("{:.2}", t.as_secs_f64() * 1e6 / *n as f64))
+        .collect();
+    eprintln!(
+        "engine/flush/{sessions}: {} records after {FLUSH_EVENTS} events, three flushes: {} ms; per record {} us",
+        spent[0].1,
+        spent
+            .iter()
+            .map(|(t, _)| format!("{:.1}", t.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        per_record.join(" / ")
     );
 }
 
