@@ -22,8 +22,8 @@
 use serde::{Deserialize, Serialize};
 use vigil_model::TokenHash;
 
-use crate::engine::Engine;
-use crate::state::{ArcStr, SessionState};
+use crate::engine::{Engine, PREFETCH_GROUP};
+use crate::state::{ArcStr, SessionState, Small, fetch_key};
 use crate::tokens::{RefreshState, TokenBinding};
 
 /// A key of the engine's durable state.
@@ -410,25 +410,59 @@ impl Engine {
         for key in self.users.take_evicted() {
             emit(StateKey::User(key), None);
         }
-        // Drained in place: the list and set keep their capacity for the next flush.
-        for id in self.dirty_sessions.drain(..) {
-            let value = self.sessions.get_mut(&*id).map(|s| {
-                s.dirty = false;
-                StateRef::Session(s)
-            });
-            emit(StateKey::Session(id), value);
+        // Drained in place: the list and set keep their capacity for the next flush. Keys
+        // go in runs of PREFETCH_GROUP, each run's state asked for before any of it is
+        // encoded, so that a run's cache misses are in flight together.
+        let mut sessions = std::mem::take(&mut self.dirty_sessions);
+        for run in sessions.chunks_mut(PREFETCH_GROUP) {
+            for id in run.iter() {
+                self.sessions.warm(&**id, |k, s| {
+                    fetch_key(k);
+                    s.warm();
+                });
+            }
+            for id in run.iter_mut() {
+                let id = std::mem::take(id);
+                let value = self.sessions.get_mut(&*id).map(|s| {
+                    s.dirty = false;
+                    StateRef::Session(s)
+                });
+                emit(StateKey::Session(id), value);
+            }
         }
+        sessions.clear();
+        self.dirty_sessions = sessions;
         let (sessions, tokens, refresh, users) =
             (&self.sessions, &self.tokens, &self.refresh, &self.users);
-        for key in self.dirty.drain() {
-            let value = match &key {
-                StateKey::Session(id) => sessions.get(&**id).map(|s| StateRef::Session(s)),
-                StateKey::Token(h) => tokens.get(h).map(StateRef::Token),
-                StateKey::Refresh(h) => refresh.get(h).map(StateRef::Refresh),
-                StateKey::User(id) => users.get(&**id).map(|u| StateRef::User(u)),
-                StateKey::Watermark => continue,
-            };
-            emit(key, value);
+        let mut run: Small<[StateKey; PREFETCH_GROUP]> = Small::new();
+        let mut keys = self.dirty.drain().peekable();
+        while keys.peek().is_some() {
+            run.extend(keys.by_ref().take(PREFETCH_GROUP));
+            for key in &run {
+                match key {
+                    StateKey::Session(id) => sessions.warm(&**id, |k, s| {
+                        fetch_key(k);
+                        s.warm();
+                    }),
+                    StateKey::Token(h) => tokens.warm(h, |_, b| b.warm()),
+                    StateKey::Refresh(h) => refresh.warm(h, |_, _| {}),
+                    StateKey::User(id) => users.warm(&**id, |k, u| {
+                        fetch_key(k);
+                        u.warm();
+                    }),
+                    StateKey::Watermark => false,
+                };
+            }
+            for key in run.drain(..) {
+                let value = match &key {
+                    StateKey::Session(id) => sessions.get(&**id).map(|s| StateRef::Session(s)),
+                    StateKey::Token(h) => tokens.get(h).map(StateRef::Token),
+                    StateKey::Refresh(h) => refresh.get(h).map(StateRef::Refresh),
+                    StateKey::User(id) => users.get(&**id).map(|u| StateRef::User(u)),
+                    StateKey::Watermark => continue,
+                };
+                emit(key, value);
+            }
         }
         if self.watermark != i64::MIN && self.watermark != self.persisted_watermark {
             self.persisted_watermark = self.watermark;
@@ -665,6 +699,61 @@ mod tests {
             );
             assert_eq!(direct, copied, "{encoding:?}");
         }
+    }
+
+    /// A flush drains its keys in runs (each run's state asked for first): every changed key
+    /// of a flush longer than a run is written once with its current value, and a session
+    /// drained is marked again by its next change.
+    #[test]
+    fn a_flush_of_many_runs_writes_every_changed_key_once() {
+        let n = 3 * crate::PREFETCH_GROUP + 5;
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"e{i}","time":"2024-05-01T09:00:{:02}Z","kind":"access","session_id":"s{i}","user_id":"u{i}","token_id":"t{i}","ip":"81.2.69.{i}"}}"#,
+                    i % 60
+                )
+            })
+            .collect();
+        let mut e = Engine::new(&EngineConfig::default()).expect("defaults");
+        e.track_changes();
+        feed(
+            &mut e,
+            &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let mut changes = Vec::new();
+        e.drain_changes(&mut changes);
+        let keys: std::collections::HashSet<_> = changes.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys.len(), changes.len(), "a key written twice");
+        for i in 0..n {
+            let sid = format!("s{i}");
+            let written = changes
+                .iter()
+                .find(|(k, _)| *k == StateKey::Session(sid.as_str().into()));
+            match written {
+                Some((_, Some(StateValue::Session(s)))) => {
+                    assert_eq!(**s, *e.session(&sid).expect("live"), "{sid}");
+                }
+                other => panic!("{sid}: {other:?}"),
+            }
+            assert!(keys.contains(&StateKey::User(format!("u{i}").into())));
+        }
+        // Sessions, their users and tokens, and the watermark.
+        assert_eq!(changes.len(), 3 * n + 1);
+        changes.clear();
+        feed(
+            &mut e,
+            &[
+                r#"{"id":"again","time":"2024-05-01T09:01:00Z","kind":"access","session_id":"s7","user_id":"u7","ip":"81.2.69.7"}"#,
+            ],
+        );
+        e.drain_changes(&mut changes);
+        assert!(
+            changes
+                .iter()
+                .any(|(k, v)| *k == StateKey::Session("s7".into()) && v.is_some()),
+            "{changes:?}"
+        );
     }
 
     /// Every kind of value decodes to what was encoded, in both encodings; JSON values are

@@ -315,12 +315,7 @@ impl Engine {
     /// whole group of events is requested at once. Changes nothing; returns how many of the
     /// three it found (0 to 3).
     pub fn prefetch(&self, ev: &SessionEvent) -> usize {
-        use crate::state::fetch;
-        let key = |k: &str| {
-            if let Some(b) = k.as_bytes().first() {
-                fetch(b);
-            }
-        };
+        use crate::state::fetch_key as key;
         let mut found = usize::from(self.sessions.warm(ev.session_id.as_str(), |k, s| {
             key(k);
             s.warm();
