@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use vigil_model::TokenHash;
 
 use crate::engine::{Engine, PREFETCH_GROUP};
-use crate::state::{ArcStr, SessionState, Small, fetch_key};
+use crate::state::{ArcStr, SessionState, Small, Warm};
 use crate::tokens::{RefreshState, TokenBinding};
 
 /// A key of the engine's durable state.
@@ -411,45 +411,29 @@ impl Engine {
             emit(StateKey::User(key), None);
         }
         // Drained in place: the list and set keep their capacity for the next flush. Keys
-        // go in runs of PREFETCH_GROUP, each run's state asked for before any of it is
-        // encoded, so that a run's cache misses are in flight together.
-        let mut sessions = std::mem::take(&mut self.dirty_sessions);
-        for run in sessions.chunks_mut(PREFETCH_GROUP) {
+        // go in runs, each run's state asked for before any of it is encoded, so that a
+        // run's cache misses are in flight together.
+        in_runs(self.dirty_sessions.drain(..), |run| {
             for id in run.iter() {
-                self.sessions.warm(&**id, |k, s| {
-                    fetch_key(k);
-                    s.warm();
-                });
+                self.sessions.warm_text_key(id);
             }
-            for id in run.iter_mut() {
-                let id = std::mem::take(id);
+            for id in run.drain(..) {
                 let value = self.sessions.get_mut(&*id).map(|s| {
                     s.dirty = false;
                     StateRef::Session(s)
                 });
                 emit(StateKey::Session(id), value);
             }
-        }
-        sessions.clear();
-        self.dirty_sessions = sessions;
+        });
         let (sessions, tokens, refresh, users) =
             (&self.sessions, &self.tokens, &self.refresh, &self.users);
-        let mut run: Small<[StateKey; PREFETCH_GROUP]> = Small::new();
-        let mut keys = self.dirty.drain().peekable();
-        while keys.peek().is_some() {
-            run.extend(keys.by_ref().take(PREFETCH_GROUP));
-            for key in &run {
+        in_runs(self.dirty.drain(), |run| {
+            for key in run.iter() {
                 match key {
-                    StateKey::Session(id) => sessions.warm(&**id, |k, s| {
-                        fetch_key(k);
-                        s.warm();
-                    }),
+                    StateKey::Session(id) => sessions.warm_text_key(id),
                     StateKey::Token(h) => tokens.warm(h, |_, b| b.warm()),
                     StateKey::Refresh(h) => refresh.warm(h, |_, _| {}),
-                    StateKey::User(id) => users.warm(&**id, |k, u| {
-                        fetch_key(k);
-                        u.warm();
-                    }),
+                    StateKey::User(id) => users.warm_text_key(id),
                     StateKey::Watermark => false,
                 };
             }
@@ -463,7 +447,7 @@ impl Engine {
                 };
                 emit(key, value);
             }
-        }
+        });
         if self.watermark != i64::MIN && self.watermark != self.persisted_watermark {
             self.persisted_watermark = self.watermark;
             emit(
@@ -532,6 +516,23 @@ impl Engine {
             }
             _ => {}
         }
+    }
+}
+
+/// Hands `each` the items of `items` [`PREFETCH_GROUP`] at a time, in order; `each` takes
+/// them out of the run it is given (a flush asks for a run's state before encoding any of it).
+fn in_runs<T>(
+    mut items: impl Iterator<Item = T>,
+    mut each: impl FnMut(&mut Small<[T; PREFETCH_GROUP]>),
+) {
+    let mut run = Small::new();
+    loop {
+        run.extend(items.by_ref().take(PREFETCH_GROUP));
+        if run.is_empty() {
+            return;
+        }
+        each(&mut run);
+        run.clear();
     }
 }
 

@@ -315,15 +315,9 @@ impl Engine {
     /// whole group of events is requested at once. Changes nothing; returns how many of the
     /// three it found (0 to 3).
     pub fn prefetch(&self, ev: &SessionEvent) -> usize {
-        use crate::state::fetch_key as key;
-        let mut found = usize::from(self.sessions.warm(ev.session_id.as_str(), |k, s| {
-            key(k);
-            s.warm();
-        }));
-        found += usize::from(self.users.warm(ev.user_id.as_str(), |k, u| {
-            key(k);
-            u.warm();
-        }));
+        use crate::state::Warm;
+        let mut found = usize::from(self.sessions.warm_text_key(&ev.session_id));
+        found += usize::from(self.users.warm_text_key(&ev.user_id));
         if let Some(t) = ev.token {
             found += usize::from(self.tokens.warm(&t, |_, b| b.warm()));
         }

@@ -509,9 +509,22 @@ pub(crate) fn fetch<T>(x: &T) {
 
 /// Asks for the first cache line of a key's text (a table's slot holds only its pointer).
 #[inline(always)]
-pub(crate) fn fetch_key(k: &str) {
+fn fetch_key(k: &str) {
     if let Some(b) = k.as_bytes().first() {
         fetch(b);
+    }
+}
+
+/// A table value whose memory a read-ahead asks for (see [`BoundedTable::warm_text_key`]).
+pub trait Warm {
+    /// Asks for the cache lines an event's processing will read, without waiting for them.
+    fn warm(&self);
+}
+
+impl<T: Warm> Warm for Box<T> {
+    #[inline]
+    fn warm(&self) {
+        (**self).warm();
     }
 }
 
@@ -704,40 +717,6 @@ impl SessionState {
     /// Records where the session was just seen (a place seen at an event's time).
     pub fn set_last_place(&mut self, p: Place) {
         self.last_place = p;
-    }
-
-    /// Asks for every cache line of the state an event's processing reads (the state spans
-    /// eight), for [`crate::Engine::prefetch`]. The last device id's text, which lives
-    /// apart, is left to the event's processing: reaching it would mean waiting for the
-    /// pointer.
-    pub fn warm(&self) {
-        let e = &self.last_endpoint;
-        fetch(&self.user_id);
-        fetch(&self.tenant);
-        fetch(&self.first_seen);
-        fetch(&self.last_seen);
-        fetch(&self.ended);
-        fetch(&self.first_device);
-        fetch(&self.events);
-        fetch(&self.ua);
-        fetch(&self.rate);
-        fetch(&self.recent);
-        fetch(&self.devices);
-        fetch(&self.ips);
-        fetch(&self.user_agents);
-        fetch(&self.asn_window);
-        fetch(&self.countries);
-        fetch(&self.asns);
-        fetch(&self.last_place);
-        fetch(&self.places);
-        fetch(&e.ip);
-        fetch(&e.country);
-        fetch(&e.lat);
-        fetch(&e.asn);
-        fetch(&e.user_agent);
-        fetch(&e.device_id);
-        fetch(&e.time_ms);
-        fetch(&self.rare);
     }
 
     /// Hashes of the latest source record ids, oldest first.
@@ -1101,6 +1080,42 @@ pub trait Aged {
     fn last_seen(&self) -> i64;
 }
 
+impl Warm for SessionState {
+    /// Asks for every cache line of the state an event's processing reads (the state spans
+    /// eight). The last device id's text, which lives apart, is left to the event's
+    /// processing: reaching it would mean waiting for the pointer.
+    #[inline]
+    fn warm(&self) {
+        let e = &self.last_endpoint;
+        fetch(&self.user_id);
+        fetch(&self.tenant);
+        fetch(&self.first_seen);
+        fetch(&self.last_seen);
+        fetch(&self.ended);
+        fetch(&self.first_device);
+        fetch(&self.events);
+        fetch(&self.ua);
+        fetch(&self.rate);
+        fetch(&self.recent);
+        fetch(&self.devices);
+        fetch(&self.ips);
+        fetch(&self.user_agents);
+        fetch(&self.asn_window);
+        fetch(&self.countries);
+        fetch(&self.asns);
+        fetch(&self.last_place);
+        fetch(&self.places);
+        fetch(&e.ip);
+        fetch(&e.country);
+        fetch(&e.lat);
+        fetch(&e.asn);
+        fetch(&e.user_agent);
+        fetch(&e.device_id);
+        fetch(&e.time_ms);
+        fetch(&self.rare);
+    }
+}
+
 impl Aged for SessionState {
     fn first_seen(&self) -> i64 {
         self.first_seen
@@ -1415,6 +1430,18 @@ impl<K: Hash + Eq + Clone, V: Aged> BoundedTable<K, V> {
         for (_, i) in seen {
             self.evict_at(i, Eviction::Capacity);
         }
+    }
+}
+
+impl<V: Aged + Warm> BoundedTable<Box<str>, V> {
+    /// [`BoundedTable::warm`] for a table keyed by text: asks for the key's text and the
+    /// value's lines; whether the entry was there.
+    #[inline]
+    pub fn warm_text_key(&self, key: &str) -> bool {
+        self.warm(key, |k, v| {
+            fetch_key(k);
+            v.warm();
+        })
     }
 }
 

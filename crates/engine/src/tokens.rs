@@ -28,10 +28,11 @@ pub struct TokenBinding {
     pub exposed_at: OptTime,
 }
 
-impl TokenBinding {
-    /// Asks for the binding's cache line, for [`crate::Engine::prefetch`] (the session id's
-    /// text lives apart and is left to the event's processing).
-    pub fn warm(&self) {
+/// The binding's cache line (the session id's text lives apart and is left to the event's
+/// processing).
+impl crate::state::Warm for TokenBinding {
+    #[inline]
+    fn warm(&self) {
         crate::state::fetch(&self.session_id);
         crate::state::fetch(&self.last_seen);
     }

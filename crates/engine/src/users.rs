@@ -49,15 +49,6 @@ pub fn cell_coords(c: u32) -> (f64, f64) {
 }
 
 impl UserBaseline {
-    /// Asks for the baseline's cache lines, for [`crate::Engine::prefetch`] (lists that
-    /// outgrew their inline room live apart and are left to the event's processing).
-    pub fn warm(&self) {
-        crate::state::fetch(&self.first_seen);
-        crate::state::fetch(&self.countries);
-        crate::state::fetch(&self.devices);
-        crate::state::fetch(&self.places);
-    }
-
     /// Remembers a value in a bounded list (the oldest goes when full); whether it was new.
     pub fn learn<A: smallvec::Array>(list: &mut Small<A>, v: A::Item) -> bool
     where
@@ -83,6 +74,18 @@ impl UserBaseline {
     /// Whether the baseline has learned long enough, and from enough sessions, to be trusted.
     pub fn mature(&self, now: i64, learning_ms: i64, min_sessions: u32) -> bool {
         now - self.first_seen >= learning_ms && self.sessions >= min_sessions
+    }
+}
+
+/// The baseline's cache lines (lists that outgrew their inline room live apart and are left
+/// to the event's processing).
+impl crate::state::Warm for UserBaseline {
+    #[inline]
+    fn warm(&self) {
+        crate::state::fetch(&self.first_seen);
+        crate::state::fetch(&self.countries);
+        crate::state::fetch(&self.devices);
+        crate::state::fetch(&self.places);
     }
 }
 
