@@ -1209,7 +1209,9 @@ impl Engine {
         if s.app.is_none() {
             s.app = ev.app.as_deref().map(|a| self.strings.get(a));
         }
-        s.last_endpoint.assign(ev, &mut self.strings);
+        let first_device = s.device().unwrap_or(0);
+        s.last_endpoint
+            .assign(ev, obs.device, first_device, &mut self.strings);
         Some((s.ended_at(), s.revoked))
     }
 

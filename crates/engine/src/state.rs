@@ -148,6 +148,11 @@ pub struct LastEndpoint {
     pub device_id: Option<Box<str>>,
     /// When the session was seen there, epoch ms, if known.
     time_ms: OptTime,
+    /// Whether `device_id` is the session's first device (its hash is the session's
+    /// `first_device`), as [`LastEndpoint::assign`] last found: an event from that device
+    /// then leaves the text unread. The text is a heap block of its own per session, a cache
+    /// miss to compare. In memory only (false when read back: the next event compares).
+    device_is_first: bool,
 }
 
 /// [`LastEndpoint`]'s time before any event.
@@ -246,13 +251,24 @@ impl Default for LastEndpoint {
             user_agent: None,
             device_id: None,
             time_ms: OptTime::NONE,
+            device_is_first: false,
         }
     }
 }
 
 impl LastEndpoint {
     /// Makes this the endpoint `ev` came from; unchanged strings are kept as they are.
-    pub fn assign(&mut self, ev: &SessionEvent, strings: &mut Strings) {
+    /// `device` is the hash of the event's device id ([`crate::state::hash_str`]) and
+    /// `first_device` the session's first device's (0 when none): a device id whose hash is
+    /// the first device's is taken for the text already held when that text is the first
+    /// device's too, as the detectors take devices by their hashes.
+    pub fn assign(
+        &mut self,
+        ev: &SessionEvent,
+        device: Option<u64>,
+        first_device: u64,
+        strings: &mut Strings,
+    ) {
         fn shared(slot: &mut Option<ArcStr>, v: Option<&str>, strings: &mut Strings) {
             match (slot.as_deref(), v) {
                 (Some(cur), Some(v)) if cur == v => {}
@@ -268,10 +284,13 @@ impl LastEndpoint {
         self.asn = ev.geo.asn.unwrap_or(NO_ASN);
         shared(&mut self.as_org, ev.geo.as_org.as_deref(), strings);
         shared(&mut self.user_agent, ev.user_agent.as_deref(), strings);
+        let first = first_device != 0 && device == Some(first_device);
         match (self.device_id.as_deref(), ev.device_id.as_deref()) {
+            (Some(_), Some(_)) if first && self.device_is_first => {}
             (Some(cur), Some(v)) if cur == v => {}
             (_, v) => self.device_id = v.map(Into::into),
         }
+        self.device_is_first = first && self.device_id.is_some();
         self.time_ms = Some(ev.time_ms).into();
     }
 
@@ -311,6 +330,7 @@ impl From<Endpoint> for LastEndpoint {
             user_agent: e.user_agent.map(Into::into),
             device_id: e.device_id.map(Into::into),
             time_ms: e.time_ms.into(),
+            device_is_first: false,
         }
     }
 }
@@ -380,6 +400,7 @@ impl LastEndpoint {
             user_agent: share(w.user_agent),
             device_id: w.device_id.map(|d| d.0.into()),
             time_ms: w.time_ms.into(),
+            device_is_first: false,
         }
     }
 }
@@ -1729,13 +1750,61 @@ mod tests {
         let ctx = AdapterContext::new(b"k");
         let text = include_str!("../../../tests/data/samples/native.jsonl");
         let (mut strings, mut ep, mut n) = (Strings::default(), LastEndpoint::default(), 0);
+        // The first device of the samples taken as one session's, as `saw_device` keeps it.
+        let mut first_device = 0;
         for line in text.lines() {
             let ev = parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid");
-            ep.assign(&ev, &mut strings);
+            let device = ev.device_id.as_deref().map(hash_str);
+            if first_device == 0 {
+                first_device = device.unwrap_or(0);
+            }
+            ep.assign(&ev, device, first_device, &mut strings);
             assert_eq!(ep.to_endpoint(), Endpoint::of(&ev), "{line}");
             n += 1;
         }
         assert!(n > 50, "{n} samples");
+    }
+
+    /// The device text is read only when the event's device is not known, by its hash, to be
+    /// the one held: first device, another, first again, none, first again each show the
+    /// event's own device; and an event whose device hashes as the held first device's is
+    /// taken for it (as the detectors take devices), its text left unread.
+    #[test]
+    fn the_last_endpoint_keeps_the_first_device_by_its_hash() {
+        let mut strings = Strings::default();
+        let mut ep = LastEndpoint::default();
+        let first = hash_str("dev-a");
+        let at = |device: Option<&str>, t: i64| {
+            let mut ev = SessionEvent::empty(vigil_model::SourceFormat::Native);
+            ev.device_id = device.map(str::to_owned);
+            ev.time_ms = t;
+            ev
+        };
+        for (t, device) in [
+            Some("dev-a"),
+            Some("dev-a"),
+            Some("dev-b"),
+            Some("dev-a"),
+            None,
+            Some("dev-a"),
+            Some("dev-a"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ev = at(device, t as i64);
+            ep.assign(&ev, device.map(hash_str), first, &mut strings);
+            assert_eq!(ep.device_id.as_deref(), device, "event {t}");
+        }
+        // Held as the first device's: a device given the first device's hash is not read.
+        let ev = at(Some("dev-z"), 9);
+        ep.assign(&ev, Some(first), first, &mut strings);
+        assert_eq!(ep.device_id.as_deref(), Some("dev-a"));
+        // Read back from the changelog, the text is compared once before it is trusted.
+        let mut back: LastEndpoint =
+            postcard::from_bytes(&postcard::to_allocvec(&ep).expect("writes")).expect("reads");
+        back.assign(&ev, Some(first), first, &mut strings);
+        assert_eq!(back.device_id.as_deref(), Some("dev-z"));
     }
 
     /// The compact endpoint is written exactly as `Endpoint` writes itself, in JSON and in
