@@ -31,9 +31,15 @@ const MAX_SCOPES: usize = 64;
 /// Source record ids remembered per session for duplicate detection.
 /// How often (in event time) an expiry pass over every table starts.
 const SWEEP_EVERY_MS: i64 = 60_000;
-/// Table entries the expiry pass under way looks at per event processed: a pass over a
-/// million entries is spread over 125,000 events instead of pausing one of them.
+/// Most table entries the expiry pass under way looks at per event processed: a pass over a
+/// million entries is spread over 125,000 events instead of pausing one of them. Fewer when
+/// events come fast enough for fewer to do (see [`sweep_pace`]).
 const SWEEP_COST_PER_EVENT: usize = 8;
+/// An expiry pass paces itself to take about this fraction of the shortest TTL of event time,
+/// at the pace events came during the pass before (a sixteenth: 45 minutes of a 12-hour idle
+/// TTL), so an idle entry outlives its TTL by about that much at most, unless even
+/// [`SWEEP_COST_PER_EVENT`] entries per event cannot keep up.
+const SWEEP_PASSES_PER_TTL: f64 = 16.0;
 /// Events a caller reads ahead and passes to [`Engine::prefetch`] together, before processing
 /// the group read before them. Each prefetch waits on memory (at 1e5 live sessions and more,
 /// most of what an event costs); the waits of a group's events overlap one another, where
@@ -52,6 +58,18 @@ const SWEEP_COST_PER_TICK: usize = 65_536;
 const UA_CACHE_ENTRIES: usize = 8192;
 /// Most child sessions remembered per parent for delegation revocation.
 const MAX_CHILDREN: usize = 32;
+
+/// Entries per event an expiry pass over `entries` looks at, given that the last `events`
+/// events covered `elapsed_ms` of event time: enough for the pass to take at most
+/// 1/[`SWEEP_PASSES_PER_TTL`] of `shortest_ttl_ms` at that pace, from 1 to
+/// [`SWEEP_COST_PER_EVENT`]. A million entries at 100,000 events a second of event time take
+/// one each; at a hundred events a second, the most.
+fn sweep_pace(entries: usize, elapsed_ms: i64, events: u64, shortest_ttl_ms: i64) -> usize {
+    let ms_per_event = elapsed_ms.max(0) as f64 / events.max(1) as f64;
+    let needed =
+        SWEEP_PASSES_PER_TTL * entries as f64 * ms_per_event / shortest_ttl_ms.max(1) as f64;
+    (needed.ceil() as usize).clamp(1, SWEEP_COST_PER_EVENT)
+}
 
 /// What processing produced. Reused across events to avoid allocation; the caller drains it.
 #[derive(Debug, Default)]
@@ -145,6 +163,13 @@ pub struct Engine {
     sweeping: Option<u8>,
     /// Entries the events since the last step of the pass have paid for.
     sweep_credit: usize,
+    /// Entries each event pays for during the pass under way ([`sweep_pace`]).
+    sweep_cost: usize,
+    /// Event time and events processed when the last pass started, to measure the pace of
+    /// event time per event for the next.
+    sweep_started: (i64, u64),
+    /// The shortest of the tables' TTLs, ms.
+    shortest_ttl_ms: i64,
     /// Whether any identity type has an age or idle limit (else no session is queued below).
     lifetime_limits: bool,
     /// Live sessions under an age or idle limit, by the event time it falls due (see
@@ -256,6 +281,14 @@ impl Engine {
             next_sweep: i64::MIN,
             sweeping: None,
             sweep_credit: 0,
+            sweep_cost: SWEEP_COST_PER_EVENT,
+            sweep_started: (i64::MIN, 0),
+            shortest_ttl_ms: [st.idle_ttl, st.absolute_ttl, st.token_ttl, st.user_ttl]
+                .iter()
+                .map(|t| t.ms())
+                .min()
+                .unwrap_or(i64::MAX)
+                .max(1),
             lifetime_limits: IdentityType::ALL.iter().any(|t| {
                 let p = cfg.governance.policy(*t);
                 p.max_session_age.is_some() || p.max_idle.is_some()
@@ -350,7 +383,7 @@ impl Engine {
         // million sessions every few events, and no event waits for a whole table. Memory
         // stays bounded by the caps meanwhile.
         if self.sweeping.is_some() {
-            self.sweep_credit += SWEEP_COST_PER_EVENT;
+            self.sweep_credit += self.sweep_cost;
             let entries =
                 self.sessions.len() + self.tokens.len() + self.refresh.len() + self.users.len();
             if self.sweep_credit >= SWEEP_CHUNK.min(entries) {
@@ -929,6 +962,22 @@ impl Engine {
     /// Starts an expiry pass unless one is under way; the next starts a minute of event time
     /// later at the earliest.
     fn start_sweep(&mut self, now: i64) {
+        if self.sweeping.is_none() {
+            let (then, events_then) = self.sweep_started;
+            let entries =
+                self.sessions.len() + self.tokens.len() + self.refresh.len() + self.users.len();
+            self.sweep_cost = if then == i64::MIN {
+                SWEEP_COST_PER_EVENT
+            } else {
+                sweep_pace(
+                    entries,
+                    now.saturating_sub(then),
+                    self.stats.events.saturating_sub(events_then),
+                    self.shortest_ttl_ms,
+                )
+            };
+            self.sweep_started = (now, self.stats.events);
+        }
         self.sweeping.get_or_insert(0);
         self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
     }
@@ -1551,6 +1600,71 @@ mod tests {
             "expiry came in {expiring_events} goes"
         );
         assert_eq!(engine.live_sessions(), 1, "only the active session is left");
+    }
+
+    /// The expiry pass looks at fewer entries per event when event time passes slowly per
+    /// event, enough to finish within a sixteenth of the shortest TTL, and never more than
+    /// [`SWEEP_COST_PER_EVENT`].
+    #[test]
+    fn the_expiry_pass_paces_itself_by_event_time() {
+        let day = 86_400_000;
+        // A million entries, 100,000 events a second of event time, a 12-hour TTL: one each.
+        assert_eq!(sweep_pace(1_000_000, 1_000, 100_000, day / 2), 1);
+        // A hundred events a second: 16 * 1e6 * 10 ms / 12 h = 3.7, so four.
+        assert_eq!(sweep_pace(1_000_000, 1_000, 100, day / 2), 4);
+        // Slower still, or a short TTL: the most.
+        assert_eq!(
+            sweep_pace(1_000_000, 1_000, 10, day / 2),
+            SWEEP_COST_PER_EVENT
+        );
+        assert_eq!(sweep_pace(10, 60_000, 1, 300_000), SWEEP_COST_PER_EVENT);
+        // No events since the last pass (one the clock of a quiet partition started): the
+        // pace is not known, so the most; no event time passed: the least.
+        assert_eq!(sweep_pace(1_000, 60_000, 0, day), SWEEP_COST_PER_EVENT);
+        assert_eq!(sweep_pace(1_000, 0, 1_000, day), 1);
+
+        // In the engine: 10,000 sessions with a 12-hour idle TTL and events 1 ms of event
+        // time apart; the second pass is paced at one entry per event, and the pass still
+        // ends (the strings no session holds are purged when it does).
+        let ctx = AdapterContext::new(b"k");
+        let mut engine = Engine::new(&EngineConfig::default()).expect("valid");
+        let mut out = Output::default();
+        let start = 1_714_550_400_000i64;
+        let at = |s: usize, seq: usize, ms: i64| {
+            let line = format!(
+                r#"{{"id":"e{seq}","time":{},"kind":"access","session_id":"s{s}","user_id":"u{s}"}}"#,
+                start + ms
+            );
+            parse_record(line.as_bytes(), InputFormat::Native, &ctx).expect("valid")
+        };
+        assert_eq!(engine.sweep_cost, SWEEP_COST_PER_EVENT);
+        let mut seq = 0;
+        while engine.sweep_started.0 < start + SWEEP_EVERY_MS {
+            engine
+                .process(&at(seq % 10_000, seq, seq as i64), &mut out)
+                .expect("ok");
+            seq += 1;
+        }
+        assert_eq!(engine.sweep_cost, 1, "paced after {seq} events");
+        let first = engine.sweep_started.0;
+        while engine.sweeping.is_some() {
+            engine
+                .process(&at(seq % 10_000, seq, seq as i64), &mut out)
+                .expect("ok");
+            seq += 1;
+        }
+        assert_eq!(engine.sweep_started.0, first, "the same pass ended");
+        // A clock slow for the TTL (a minute of event time per event, a minute's idle TTL)
+        // takes the most again.
+        let mut cfg = EngineConfig::default();
+        cfg.state.idle_ttl = crate::config::HumanDuration::secs(60);
+        let mut engine = Engine::new(&cfg).expect("valid");
+        for i in 0..3 {
+            engine
+                .process(&at(i, i, i as i64 * SWEEP_EVERY_MS), &mut out)
+                .expect("ok");
+        }
+        assert_eq!(engine.sweep_cost, SWEEP_COST_PER_EVENT);
     }
 
     /// An engine whose humans may idle 10 minutes and whose workloads may live 30.
