@@ -80,6 +80,17 @@ fn outputs(c: &mut Criterion) {
             }
         })
     });
+    // As `vigil run`'s partition tasks write them: into one buffer, kept between alerts.
+    let mut body = Vec::new();
+    g.bench_function("alert_ocsf_into", |b| {
+        b.iter(|| {
+            for a in &out.alerts {
+                body.clear();
+                serde_json::to_writer(&mut body, &a.to_ocsf("0")).expect("serialises");
+                std::hint::black_box(&body);
+            }
+        })
+    });
     g.bench_function("alert_ocsf_display", |b| {
         b.iter(|| {
             for a in &out.alerts {

@@ -168,10 +168,16 @@ struct Task {
     /// Events processed, whose strings the next records are parsed into (at most the two
     /// groups [`Task::read_ahead`] holds).
     spent: Vec<SessionEvent>,
+    /// The bytes of the alert or unsigned SET being sent, written into the same buffer each
+    /// time (librdkafka copies them) rather than a new one grown from 128 bytes per output.
+    body: Vec<u8>,
 }
 
 /// The largest record whose event's strings are parsed into again (see [`Task::spent`]).
 const SPENT_RECORD_MAX: usize = 4096;
+
+/// The largest capacity [`Task::body`] keeps between outputs.
+const BODY_KEPT_MAX: usize = 64 * 1024;
 
 /// How long a partition task waits between the end of a scan of its session inventory and
 /// the start of the next (a scan takes a step of [`vigil_engine::inventory::INVENTORY_STEP`]
@@ -215,6 +221,7 @@ pub fn spawn(
             last_inventory: None,
             inventory: None,
             spent: Vec::with_capacity(2 * PREFETCH_GROUP),
+            body: Vec::new(),
             shared,
         };
         task.run(rx, ready, fatal).await;
@@ -454,6 +461,7 @@ impl Task {
             return Ok(now);
         }
         let mut outputs = std::mem::take(&mut self.out);
+        let mut body = std::mem::take(&mut self.body);
         let source_ts = source_ts.map(|t| t.to_string());
         let source_header = |h: OwnedHeaders| match &source_ts {
             Some(ts) => h.insert(Header {
@@ -469,7 +477,8 @@ impl Task {
                 .with_label_values(&[a.action.as_str()])
                 .inc();
             // Serialised straight into bytes: no tree, no second copy through `Display`.
-            let body = serde_json::to_vec(&a.to_ocsf(env!("CARGO_PKG_VERSION")))
+            body.clear();
+            serde_json::to_writer(&mut body, &a.to_ocsf(env!("CARGO_PKG_VERSION")))
                 .expect("an OCSF finding serialises");
             let headers = source_ts
                 .is_some()
@@ -496,12 +505,17 @@ impl Task {
                     })
                     .ok()
             });
-            let (body, ctype) = match signed {
-                Some(jws) => (jws.into_bytes(), "application/secevent+jwt"),
-                None => (
-                    serde_json::to_vec(&claims).expect("SET claims serialise"),
-                    "application/json",
-                ),
+            let jws;
+            let (payload, ctype): (&[u8], _) = match signed {
+                Some(signed) => {
+                    jws = signed;
+                    (jws.as_bytes(), "application/secevent+jwt")
+                }
+                None => {
+                    body.clear();
+                    serde_json::to_writer(&mut body, &claims).expect("SET claims serialise");
+                    (&body, "application/json")
+                }
             };
             let headers = source_header(
                 OwnedHeaders::new()
@@ -517,13 +531,17 @@ impl Task {
             self.send(
                 Out::Revocations,
                 rv.subject.session_id.as_bytes(),
-                Some(&body),
+                Some(payload),
                 Some(headers),
                 None,
             )
             .await?;
         }
         self.out = outputs;
+        if body.capacity() <= BODY_KEPT_MAX {
+            body.clear();
+            self.body = body;
+        }
         Ok(now)
     }
 
