@@ -384,8 +384,7 @@ impl Engine {
         // stays bounded by the caps meanwhile.
         if self.sweeping.is_some() {
             self.sweep_credit += self.sweep_cost;
-            let entries =
-                self.sessions.len() + self.tokens.len() + self.refresh.len() + self.users.len();
+            let entries = self.table_entries();
             if self.sweep_credit >= SWEEP_CHUNK.min(entries) {
                 let budget = std::mem::take(&mut self.sweep_credit);
                 self.sweep_some(self.watermark, budget);
@@ -959,13 +958,17 @@ impl Engine {
         ));
     }
 
-    /// Starts an expiry pass unless one is under way; the next starts a minute of event time
-    /// later at the earliest.
+    /// Entries the expiry pass goes through: those of all four tables.
+    fn table_entries(&self) -> usize {
+        self.sessions.len() + self.tokens.len() + self.refresh.len() + self.users.len()
+    }
+
+    /// Starts an expiry pass unless one is under way (paced by [`sweep_pace`]); the next
+    /// starts a minute of event time later at the earliest.
     fn start_sweep(&mut self, now: i64) {
         if self.sweeping.is_none() {
             let (then, events_then) = self.sweep_started;
-            let entries =
-                self.sessions.len() + self.tokens.len() + self.refresh.len() + self.users.len();
+            let entries = self.table_entries();
             self.sweep_cost = if then == i64::MIN {
                 SWEEP_COST_PER_EVENT
             } else {

@@ -1103,8 +1103,9 @@ pub trait Aged {
 
 impl Warm for SessionState {
     /// Asks for every cache line of the state an event's processing reads (the state spans
-    /// eight). The last device id's text, which lives apart, is left to the event's
-    /// processing: reaching it would mean waiting for the pointer.
+    /// eight). The last device id's text, which lives apart, is not asked for (reaching it
+    /// would mean waiting for the pointer): an event reads it only when its device is not
+    /// known by its hash to be the one held (see [`LastEndpoint::assign`]).
     #[inline]
     fn warm(&self) {
         let e = &self.last_endpoint;
