@@ -523,6 +523,85 @@ proptest! {
     }
 }
 
+/// Pieces of JSON text spliced into native records, to reach the fast path's own reading of
+/// the bytes: spacing, punctuation out of place, escapes, literals and numbers cut short,
+/// control characters, a repeated key.
+const TEXT_PIECES: [&str; 28] = [
+    " ",
+    "\n",
+    "\t",
+    ",",
+    ":",
+    "\"",
+    "\\",
+    "{",
+    "}",
+    "[",
+    "]",
+    "0",
+    "-",
+    ".",
+    "e",
+    "null",
+    "true",
+    "\\u0041",
+    "\\n",
+    "\u{1}",
+    "\u{e9}",
+    "1e400",
+    "01",
+    "\"x\":1,",
+    "\"kind\":\"access\",",
+    "\\/",
+    "\\ud800",
+    "\"a\":[[{}],\"\\u00e9\"],",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    /// The fast path reads the record's text itself; with any bytes spliced in or cut out, it
+    /// answers only where the general path reads the same event from the same text.
+    #[test]
+    fn the_native_fast_path_agrees_with_the_general_path_on_edited_text(
+        line_idx in 0usize..64,
+        pretty in any::<bool>(),
+        edits in prop::collection::vec(
+            (any::<prop::sample::Index>(), 0usize..3, prop::sample::select(&TEXT_PIECES[..])),
+            1..4,
+        ),
+    ) {
+        let c = ctx();
+        let samples = native_samples();
+        let lines: Vec<&str> = samples.lines().collect();
+        let mut text = lines[line_idx % lines.len()].to_owned();
+        if pretty {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            text = serde_json::to_string_pretty(&v).expect("json");
+        }
+        for (at, op, piece) in edits {
+            let mut i = at.index(text.len() + 1);
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            let next = text[i..].chars().next().map_or(0, char::len_utf8);
+            match op {
+                0 => text.insert_str(i, piece),
+                1 => text.replace_range(i..i + next, ""),
+                _ => text.replace_range(i..i + next, piece),
+            }
+        }
+        if let Some(fast) = vigil_model::adapters::native::parse_fast(&text, &c) {
+            let general = vigil_model::adapters::json::Value::parse_record(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    vigil_model::adapters::native::parse(&v, &c).map_err(|e| e.to_string())
+                });
+            prop_assert_eq!(Ok(fast), general, "{}", text);
+        }
+    }
+}
+
 #[test]
 fn every_native_sample_takes_the_fast_path_and_matches_the_general_path() {
     let c = ctx();
@@ -535,6 +614,15 @@ fn every_native_sample_takes_the_fast_path_and_matches_the_general_path() {
         assert_eq!(
             fast,
             parse_value(&v, InputFormat::Native, &c).expect("valid")
+        );
+        // Spacing and escaped slashes (as some emitters write them) change nothing.
+        let pretty = serde_json::to_string_pretty(&v)
+            .expect("json")
+            .replace('/', "\\/");
+        assert_eq!(
+            vigil_model::adapters::native::parse_fast(&pretty, &c).as_ref(),
+            Some(&fast),
+            "{pretty}"
         );
         n += 1;
     }

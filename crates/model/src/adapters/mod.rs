@@ -5,6 +5,7 @@ pub mod json;
 pub mod native;
 pub mod ocsf;
 pub mod okta;
+pub mod scan;
 
 use std::fmt;
 use std::str::FromStr;
@@ -251,6 +252,16 @@ pub fn fuzz_entry(target: &str, data: &[u8]) {
             assert!(crate::time::is_plausible(ev.time_ms));
         }
         Err(r) => assert!(!r.detail.is_empty()),
+    }
+    // The native fast path reads the text itself: where it answers, the general path must
+    // read the same event from the same text.
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(fast) = native::parse_fast(text, &ctx)
+    {
+        let general = Value::parse_record(text)
+            .map_err(|e| e.to_string())
+            .and_then(|v| native::parse(&v, &ctx).map_err(|r| r.detail));
+        assert_eq!(Ok(&fast), general.as_ref(), "fast and general paths differ");
     }
 }
 

@@ -143,37 +143,23 @@ pub fn parse_fast(text: &str, ctx: &AdapterContext) -> Option<SessionEvent> {
 /// where the previous record's were. Every field is written from this record alone (the old
 /// strings are only buffers). On `false`, `ev` holds no particular event.
 pub fn parse_fast_into(text: &str, ctx: &AdapterContext, ev: &mut SessionEvent) -> bool {
-    use serde::de::DeserializeSeed;
     let mut old = std::mem::replace(ev, SessionEvent::empty(SourceFormat::Native));
-    let mut de = serde_json::Deserializer::from_str(text);
-    let facts = match (fast::Top {
-        ev: &mut *ev,
-        old: &mut old,
-        ctx,
-    })
-    .deserialize(&mut de)
-    {
-        Ok(f) => f,
-        Err(_) => return false,
-    };
-    de.end().is_ok() && facts.finish(ev)
+    let mut r = super::scan::Reader::new(text);
+    match fast::record(&mut r, ev, &mut old, ctx) {
+        Some(facts) => r.end() && facts.finish(ev),
+        None => false,
+    }
 }
 
-/// The typed pass [`parse_fast_into`] makes. Every field is optional (`null` is absent, as in
-/// the general path, and so is an empty string); a value of another type, a repeated key or
-/// a value the general path would refuse fails the whole pass.
+/// The typed pass [`parse_fast_into`] makes, over [`super::scan::Reader`]. Every field is
+/// optional (`null` is absent, as in the general path, and so is an empty string); a value of
+/// another type, a repeated key or a value the general path would refuse fails the whole pass.
 mod fast {
     use std::borrow::Cow;
-    use std::fmt;
-
-    use serde::Deserialize;
-    use serde::de::{
-        self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-    };
 
     use super::AdapterContext;
+    use crate::adapters::scan::{Num, Reader};
     use crate::event::{EventKind, Geo, IdentityType, LifecycleChange, SessionEvent};
-    use crate::text::Text;
     use crate::token::TokenHash;
 
     /// What the pass learned that is checked or combined once the whole record is read.
@@ -235,20 +221,6 @@ mod fast {
         }
     }
 
-    /// The record's members, written into `ev` (strings into the buffers of `old`).
-    pub struct Top<'a> {
-        pub ev: &'a mut SessionEvent,
-        pub old: &'a mut SessionEvent,
-        pub ctx: &'a AdapterContext,
-    }
-
-    impl<'de> DeserializeSeed<'de> for Top<'_> {
-        type Value = Facts;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Facts, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
     /// The index of a top-level key of the native schema (the bit it takes in the set of
     /// keys seen), `None` for a key the pass does not read.
     fn top_key(k: &str) -> Option<u8> {
@@ -298,199 +270,111 @@ mod fast {
         })
     }
 
-    fn fail<E: de::Error>(what: &str) -> E {
-        E::custom(what)
-    }
-
     /// The next member's key among those `keys` reads, the members of other keys skipped
     /// (checked as JSON, not decoded); a key met twice (`seen` holds the ones met) fails.
-    // Inlined into each loop: called out of line, the native parse read 4% slower in four
-    // alternating pairs of bench runs.
     #[inline(always)]
-    fn next_key<'de, A: MapAccess<'de>>(
-        map: &mut A,
+    fn next_key(
+        r: &mut Reader<'_>,
+        first: &mut bool,
         keys: fn(&str) -> Option<u8>,
         seen: &mut u32,
-    ) -> Result<Option<u8>, A::Error> {
-        while let Some(key) = map.next_key_seed(Key(keys))? {
-            let Some(k) = key else {
-                map.next_value::<IgnoredAny>()?;
+    ) -> Option<Option<u8>> {
+        while let Some(key) = r.key(first)? {
+            let Some(k) = keys(&key) else {
+                r.skip()?;
                 continue;
             };
             if *seen & (1 << k) != 0 {
-                return Err(fail("duplicate key"));
+                return None;
             }
             *seen |= 1 << k;
-            return Ok(Some(k));
+            return Some(Some(k));
         }
-        Ok(None)
+        Some(None)
     }
 
-    /// A string member read by `parse` (empty: absent); a value `parse` refuses fails.
-    fn parse_as<T, E: de::Error>(
-        v: Option<Text<'_>>,
-        parse: impl FnOnce(&str) -> Option<T>,
-        what: &str,
-    ) -> Result<Option<T>, E> {
-        non_empty(v)
-            .map(|s| parse(&s).ok_or_else(|| fail(what)))
-            .transpose()
-    }
-
-    impl<'de> Visitor<'de> for Top<'_> {
-        type Value = Facts;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a native record")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Facts, A::Error> {
-            let Top { ev, old, ctx } = self;
-            let mut f = Facts::default();
-            let mut seen = 0u32;
-            while let Some(k) = next_key(&mut map, top_key, &mut seen)? {
-                match k {
-                    0 => put_string(&mut ev.source_id, &mut old.source_id, map.next_value()?),
-                    1 => {
-                        f.time_ms = match map.next_value::<Option<Time<'de>>>()? {
-                            None => None,
-                            Some(Time::Text(t)) => Some(
-                                crate::time::parse_rfc3339(t.trim()).ok_or_else(|| fail("time"))?,
-                            ),
-                            Some(Time::Number(x)) => Some(
-                                crate::adapters::json::epoch_to_ms(x)
-                                    .ok_or_else(|| fail("time"))?,
-                            ),
-                        }
-                    }
-                    2 => f.kind = parse_as(map.next_value()?, EventKind::parse, "kind")?,
-                    3 => f.success = map.next_value()?,
-                    4 => put_string(&mut ev.session_id, &mut old.session_id, map.next_value()?),
-                    5 => put(
-                        &mut ev.root_session_id,
-                        &mut old.root_session_id,
-                        map.next_value()?,
-                    ),
-                    6 => put(
-                        &mut ev.parent_session_id,
-                        &mut old.parent_session_id,
-                        map.next_value()?,
-                    ),
-                    7 => put_string(&mut ev.user_id, &mut old.user_id, map.next_value()?),
-                    8 => put(&mut ev.tenant, &mut old.tenant, map.next_value()?),
-                    9 => {
-                        ev.ip = parse_as(map.next_value()?, crate::adapters::json::parse_ip, "ip")?
-                    }
-                    10 => put(&mut ev.user_agent, &mut old.user_agent, map.next_value()?),
-                    11 => {
-                        let id = map.next_value::<Option<Id<'de>>>()?.and_then(|i| i.0);
-                        put(&mut ev.device_id, &mut old.device_id, id.map(Text))
-                    }
-                    12 | 14 | 16 => {
-                        let id = map.next_value::<Option<Id<'de>>>()?.and_then(|i| i.0);
-                        f.tokens[usize::from(k - 12) / 2].0 = id.map(|id| ctx.hasher.hash(&id));
-                    }
-                    13 | 15 | 17 => {
-                        f.tokens[usize::from(k - 13) / 2].1 =
-                            non_empty(map.next_value()?).map(|h| TokenHash::from_hex(&h));
-                    }
-                    18 => {
-                        ev.scopes = std::mem::take(&mut old.scopes);
-                        map.next_value_seed(Scopes(&mut ev.scopes))?;
-                    }
-                    19 => put(&mut ev.app, &mut old.app, map.next_value()?),
-                    20 => put(&mut ev.client_id, &mut old.client_id, map.next_value()?),
-                    21 => map.next_value_seed(GeoSeed {
-                        geo: &mut ev.geo,
-                        old: &mut old.geo,
-                    })?,
-                    22 => ev.geo.asn = u32_of(map.next_value()?)?,
-                    23 => put(&mut ev.geo.as_org, &mut old.geo.as_org, map.next_value()?),
-                    24 => ev.geo.is_proxy = map.next_value()?,
-                    25 => {
-                        f.identity_type =
-                            parse_as(map.next_value()?, IdentityType::parse, "identity_type")?
-                    }
-                    26 => {
-                        f.lifecycle =
-                            parse_as(map.next_value()?, LifecycleChange::parse, "lifecycle")?
-                    }
-                    27 => put(&mut ev.found_in, &mut old.found_in, map.next_value()?),
-                    _ => put(&mut ev.event_name, &mut old.event_name, map.next_value()?),
-                }
-            }
-            Ok(f)
+    /// A string or `null` (absent); any other value fails.
+    #[inline(always)]
+    fn text<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
+        if r.null()? {
+            Some(None)
+        } else {
+            r.string().map(Some)
         }
     }
 
-    /// `geo`: an object (or `null`) of country, city, coordinates and radius.
-    struct GeoSeed<'a> {
-        geo: &'a mut Geo,
-        old: &'a mut Geo,
-    }
-
-    impl<'de> DeserializeSeed<'de> for GeoSeed<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_option(self)
+    /// A number or `null`.
+    fn number(r: &mut Reader<'_>) -> Option<Option<Num>> {
+        if r.null()? {
+            Some(None)
+        } else {
+            r.number().map(Some)
         }
     }
 
-    impl<'de> Visitor<'de> for GeoSeed<'_> {
-        type Value = ();
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a geo object")
-        }
-
-        fn visit_none<E: de::Error>(self) -> Result<(), E> {
-            Ok(())
-        }
-
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let GeoSeed { geo, old } = self;
-            let mut seen = 0u32;
-            while let Some(k) = next_key(&mut map, geo_key, &mut seen)? {
-                match k {
-                    0 => put(&mut geo.country, &mut old.country, map.next_value()?),
-                    1 => put(&mut geo.city, &mut old.city, map.next_value()?),
-                    2 => geo.lat = map.next_value()?,
-                    3 => geo.lon = map.next_value()?,
-                    _ => geo.accuracy_km = u32_of(map.next_value()?)?,
-                }
-            }
-            Ok(())
+    /// A boolean or `null`.
+    fn boolean(r: &mut Reader<'_>) -> Option<Option<bool>> {
+        if r.null()? {
+            Some(None)
+        } else {
+            r.boolean().map(Some)
         }
     }
 
-    /// A whole number in `u32`, as the general path takes it.
-    fn u32_of<E: de::Error>(x: Option<f64>) -> Result<Option<u32>, E> {
-        match x {
-            None => Ok(None),
-            Some(x) => crate::adapters::json::as_u32(x)
-                .map(Some)
-                .ok_or_else(|| fail("not a u32")),
+    /// A whole number in `u32`, as the general path takes it (`null`: absent).
+    fn u32_of(r: &mut Reader<'_>) -> Option<Option<u32>> {
+        match number(r)? {
+            None => Some(None),
+            Some(x) => crate::adapters::json::as_u32(x.as_f64()).map(Some),
         }
     }
 
-    fn non_empty(s: Option<Text<'_>>) -> Option<Cow<'_, str>> {
-        s.map(|s| s.0).filter(|s| !s.is_empty())
+    /// An id given as a string or an integer (rendered as the general path renders it);
+    /// an empty string is absent. Floats are left to the general path.
+    fn id<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
+        match r.peek()? {
+            b'"' => r.string().map(non_empty),
+            b'n' => text(r),
+            _ => match r.number()? {
+                Num::U64(u) => Some(Some(Cow::Owned(u.to_string()))),
+                Num::I64(i) => Some(Some(Cow::Owned(i.to_string()))),
+                Num::F64(_) => None,
+            },
+        }
     }
 
-    /// Writes `v` into `slot` (empty: absent), in the buffer `spare` held.
-    fn put(slot: &mut Option<String>, spare: &mut Option<String>, v: Option<Text<'_>>) {
-        *slot = non_empty(v).map(|v| refill(spare.take().unwrap_or_default(), &v));
+    /// A string member read by `parse` (empty or `null`: absent); a value `parse` refuses
+    /// fails.
+    fn parsed<T>(r: &mut Reader<'_>, parse: impl FnOnce(&str) -> Option<T>) -> Option<Option<T>> {
+        match text(r)?.and_then(non_empty) {
+            Some(s) => parse(&s).map(Some),
+            None => Some(None),
+        }
     }
 
-    /// Writes `v` into `slot` (absent: empty), in the buffer `spare` held.
-    fn put_string(slot: &mut String, spare: &mut String, v: Option<Text<'_>>) {
-        if let Some(v) = non_empty(v) {
+    fn non_empty(s: Cow<'_, str>) -> Option<Cow<'_, str>> {
+        (!s.is_empty()).then_some(s)
+    }
+
+    /// Reads a string member into `slot` (empty: absent), in the buffer `spare` held.
+    #[inline(always)]
+    fn put(
+        r: &mut Reader<'_>,
+        slot: &mut Option<String>,
+        spare: &mut Option<String>,
+    ) -> Option<()> {
+        let v = text(r)?.and_then(non_empty);
+        *slot = v.map(|v| refill(spare.take().unwrap_or_default(), &v));
+        Some(())
+    }
+
+    /// Reads a string member into `slot` (absent: empty), in the buffer `spare` held.
+    #[inline(always)]
+    fn put_string(r: &mut Reader<'_>, slot: &mut String, spare: &mut String) -> Option<()> {
+        if let Some(v) = text(r)?.and_then(non_empty) {
             *slot = refill(std::mem::take(spare), &v);
         }
+        Some(())
     }
 
     fn refill(mut buf: String, v: &str) -> String {
@@ -499,142 +383,120 @@ mod fast {
         buf
     }
 
-    /// An object key, read by its index function.
-    struct Key(fn(&str) -> Option<u8>);
-
-    impl<'de> DeserializeSeed<'de> for Key {
-        type Value = Option<u8>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u8>, D::Error> {
-            d.deserialize_identifier(self)
-        }
-    }
-
-    impl Visitor<'_> for Key {
-        type Value = Option<u8>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a key")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u8>, E> {
-            Ok((self.0)(v))
-        }
-    }
-
-    /// An RFC 3339 string or an epoch number.
-    pub enum Time<'a> {
-        Text(Cow<'a, str>),
-        Number(f64),
-    }
-
-    impl<'de> Deserialize<'de> for Time<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Time<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a time")
+    /// The record's members, written into `ev` (strings into the buffers of `old`).
+    pub fn record(
+        r: &mut Reader<'_>,
+        ev: &mut SessionEvent,
+        old: &mut SessionEvent,
+        ctx: &AdapterContext,
+    ) -> Option<Facts> {
+        let mut f = Facts::default();
+        let mut seen = 0u32;
+        let mut first = true;
+        r.object()?;
+        while let Some(k) = next_key(r, &mut first, top_key, &mut seen)? {
+            match k {
+                0 => put_string(r, &mut ev.source_id, &mut old.source_id)?,
+                1 => {
+                    f.time_ms = match r.peek()? {
+                        b'"' => Some(crate::time::parse_rfc3339(r.string()?.trim())?),
+                        b'n' => r.null()?.then_some(None)?,
+                        _ => Some(crate::adapters::json::epoch_to_ms(r.number()?.as_f64())?),
+                    }
                 }
-                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                    Ok(Time::Text(Cow::Borrowed(v)))
+                2 => f.kind = parsed(r, EventKind::parse)?,
+                3 => f.success = boolean(r)?,
+                4 => put_string(r, &mut ev.session_id, &mut old.session_id)?,
+                5 => put(r, &mut ev.root_session_id, &mut old.root_session_id)?,
+                6 => put(r, &mut ev.parent_session_id, &mut old.parent_session_id)?,
+                7 => put_string(r, &mut ev.user_id, &mut old.user_id)?,
+                8 => put(r, &mut ev.tenant, &mut old.tenant)?,
+                9 => ev.ip = parsed(r, crate::adapters::json::parse_ip)?,
+                10 => put(r, &mut ev.user_agent, &mut old.user_agent)?,
+                11 => {
+                    let id = id(r)?;
+                    let spare = &mut old.device_id;
+                    ev.device_id = id.map(|v| refill(spare.take().unwrap_or_default(), &v));
                 }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                    Ok(Time::Text(Cow::Owned(v.to_owned())))
+                12 | 14 | 16 => {
+                    f.tokens[usize::from(k - 12) / 2].0 = id(r)?.map(|id| ctx.hasher.hash(&id));
                 }
-                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                    Ok(Time::Number(v as f64))
+                13 | 15 | 17 => {
+                    f.tokens[usize::from(k - 13) / 2].1 = text(r)?
+                        .and_then(non_empty)
+                        .map(|h| TokenHash::from_hex(&h));
                 }
-                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                    Ok(Time::Number(v as f64))
+                18 => {
+                    ev.scopes = std::mem::take(&mut old.scopes);
+                    scopes(r, &mut ev.scopes)?;
                 }
-                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                    Ok(Time::Number(v))
-                }
+                19 => put(r, &mut ev.app, &mut old.app)?,
+                20 => put(r, &mut ev.client_id, &mut old.client_id)?,
+                21 => geo(r, &mut ev.geo, &mut old.geo)?,
+                22 => ev.geo.asn = u32_of(r)?,
+                23 => put(r, &mut ev.geo.as_org, &mut old.geo.as_org)?,
+                24 => ev.geo.is_proxy = boolean(r)?,
+                25 => f.identity_type = parsed(r, IdentityType::parse)?,
+                26 => f.lifecycle = parsed(r, LifecycleChange::parse)?,
+                27 => put(r, &mut ev.found_in, &mut old.found_in)?,
+                _ => put(r, &mut ev.event_name, &mut old.event_name)?,
             }
-            d.deserialize_any(V)
         }
+        Some(f)
     }
 
-    /// An id given as a string or an integer (rendered as the general path renders it);
-    /// an empty string is absent. Floats are left to the general path.
-    pub struct Id<'a>(pub Option<Cow<'a, str>>);
-
-    impl<'de> Deserialize<'de> for Id<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Id<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("an id")
-                }
-                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Id<'de>, E> {
-                    Ok(Id((!v.is_empty()).then_some(Cow::Borrowed(v))))
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Id<'de>, E> {
-                    Ok(Id((!v.is_empty()).then(|| Cow::Owned(v.to_owned()))))
-                }
-                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id<'de>, E> {
-                    Ok(Id(Some(Cow::Owned(v.to_string()))))
-                }
-                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id<'de>, E> {
-                    Ok(Id(Some(Cow::Owned(v.to_string()))))
-                }
-            }
-            d.deserialize_any(V)
+    /// `geo`: an object (or `null`) of country, city, coordinates and radius.
+    fn geo(r: &mut Reader<'_>, geo: &mut Geo, old: &mut Geo) -> Option<()> {
+        if r.null()? {
+            return Some(());
         }
+        r.object()?;
+        let mut seen = 0u32;
+        let mut first = true;
+        while let Some(k) = next_key(r, &mut first, geo_key, &mut seen)? {
+            match k {
+                0 => put(r, &mut geo.country, &mut old.country)?,
+                1 => put(r, &mut geo.city, &mut old.city)?,
+                2 => geo.lat = number(r)?.map(Num::as_f64),
+                3 => geo.lon = number(r)?.map(Num::as_f64),
+                _ => geo.accuracy_km = u32_of(r)?,
+            }
+        }
+        Some(())
     }
 
     /// Scopes as an array of strings or one space- or comma-separated string (or `null`),
     /// written over the strings `out` holds.
-    struct Scopes<'a>(&'a mut Vec<String>);
-
-    impl Scopes<'_> {
-        /// Writes the `n`th scope, reusing the string the vector held there.
-        fn set(&mut self, n: usize, s: &str) {
-            match self.0.get_mut(n) {
+    fn scopes(r: &mut Reader<'_>, out: &mut Vec<String>) -> Option<()> {
+        let mut n = 0;
+        let mut set = |s: &str| {
+            match out.get_mut(n) {
                 Some(buf) => {
                     buf.clear();
                     buf.push_str(s);
                 }
-                None => self.0.push(s.to_owned()),
+                None => out.push(s.to_owned()),
             }
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for Scopes<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Scopes<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("scopes")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-            self.0.clear();
-            Ok(())
-        }
-        fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-            let mut n = 0;
-            for s in crate::adapters::json::scope_parts(v) {
-                self.set(n, s);
-                n += 1;
+            n += 1;
+        };
+        match r.peek()? {
+            b'n' => {
+                r.null()?;
             }
-            self.0.truncate(n);
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-            let mut n = 0;
-            while let Some(s) = seq.next_element::<Text<'de>>()? {
-                let s = s.0.trim();
-                if !s.is_empty() {
-                    self.set(n, s);
-                    n += 1;
+            b'"' => crate::adapters::json::scope_parts(&r.string()?).for_each(&mut set),
+            _ => {
+                r.array()?;
+                let mut first = true;
+                while r.element(&mut first)? {
+                    let s = r.string()?;
+                    let s = s.trim();
+                    if !s.is_empty() {
+                        set(s);
+                    }
                 }
             }
-            self.0.truncate(n);
-            Ok(())
         }
+        out.truncate(n);
+        Some(())
     }
 }
