@@ -579,18 +579,7 @@ proptest! {
             let v: Value = serde_json::from_str(&text).expect("json");
             text = serde_json::to_string_pretty(&v).expect("json");
         }
-        for (at, op, piece) in edits {
-            let mut i = at.index(text.len() + 1);
-            while !text.is_char_boundary(i) {
-                i -= 1;
-            }
-            let next = text[i..].chars().next().map_or(0, char::len_utf8);
-            match op {
-                0 => text.insert_str(i, piece),
-                1 => text.replace_range(i..i + next, ""),
-                _ => text.replace_range(i..i + next, piece),
-            }
-        }
+        splice(&mut text, edits);
         if let Some(fast) = vigil_model::adapters::native::parse_fast(&text, &c) {
             let general = vigil_model::adapters::json::Value::parse_record(&text)
                 .map_err(|e| e.to_string())
@@ -598,6 +587,77 @@ proptest! {
                     vigil_model::adapters::native::parse(&v, &c).map_err(|e| e.to_string())
                 });
             prop_assert_eq!(Ok(fast), general, "{}", text);
+        }
+    }
+}
+
+/// Each of `edits` at its place in `text`: insert the piece (0), cut the character there (1),
+/// or put the piece in its stead (2).
+fn splice(text: &mut String, edits: Vec<(prop::sample::Index, usize, &str)>) {
+    for (at, op, piece) in edits {
+        let mut i = at.index(text.len() + 1);
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        let next = text[i..].chars().next().map_or(0, char::len_utf8);
+        match op {
+            0 => text.insert_str(i, piece),
+            1 => text.replace_range(i..i + next, ""),
+            _ => text.replace_range(i..i + next, piece),
+        }
+    }
+}
+
+/// Every sample and vendor record, one per line.
+fn all_record_lines() -> Vec<String> {
+    let root = format!("{}/../../tests/data", env!("CARGO_MANIFEST_DIR"));
+    let mut lines = Vec::new();
+    for file in [
+        "samples/native.jsonl",
+        "samples/okta.jsonl",
+        "samples/entra.jsonl",
+        "samples/ocsf.jsonl",
+        "vendor/okta-system-log.jsonl",
+        "vendor/entra-signin.jsonl",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).expect("records");
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    /// The adapters read a record's text first with their own reader and fall back to
+    /// serde_json where it is unsure: with any bytes spliced in or cut out of any format's
+    /// record, a text that is not JSON is refused as malformed, and a JSON text reads as its
+    /// `serde_json::Value` does.
+    #[test]
+    fn records_read_from_text_as_from_serde_json_values(
+        line_idx in any::<prop::sample::Index>(),
+        pretty in any::<bool>(),
+        edits in prop::collection::vec(
+            (any::<prop::sample::Index>(), 0usize..3, prop::sample::select(&TEXT_PIECES[..])),
+            0..4,
+        ),
+    ) {
+        let c = ctx();
+        let lines = all_record_lines();
+        let mut text = lines[line_idx.index(lines.len())].clone();
+        if pretty {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            text = serde_json::to_string_pretty(&v).expect("json");
+        }
+        splice(&mut text, edits);
+        let ours = parse_record(text.as_bytes(), InputFormat::Auto, &c);
+        if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
+            prop_assert!(
+                matches!(&ours, Err(r) if r.reason == vigil_model::RejectReason::MalformedJson),
+                "{:?} for {}", ours, text
+            );
+        } else if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            prop_assert_eq!(ours, parse_value(&v, InputFormat::Auto, &c), "{}", text);
         }
     }
 }

@@ -69,7 +69,17 @@ impl<'a> Value<'a> {
     /// lone surrogate escape or nesting deeper than serde_json's recursion limit inside a
     /// member no adapter reads does not make the record unreadable, as it would for a tree of
     /// the whole record.
+    ///
+    /// Most records are read by [`super::scan::Reader`], which answers only where it reads
+    /// what serde_json would; serde_json reads the rest, and names the fault of a text that is
+    /// not JSON.
     pub fn parse_record(text: &'a str) -> serde_json::Result<Self> {
+        let mut r = super::scan::Reader::new(text);
+        if let Some(v) = read_pruned(&mut r, 0)
+            && r.end()
+        {
+            return Ok(v);
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let v = Tree::<true>.deserialize(&mut de)?;
         de.end()?;
@@ -233,6 +243,45 @@ impl<'de, const PRUNE: bool> Visitor<'de> for Tree<PRUNE> {
         }
         Ok(Value::Object(Object(members)))
     }
+}
+
+/// One value read by [`super::scan::Reader`] as [`Value::parse_record`] builds it (members
+/// no adapter reads skipped), `depth` containers around it; `None` where the reader is unsure.
+fn read_pruned<'a>(r: &mut super::scan::Reader<'a>, depth: u32) -> Option<Value<'a>> {
+    use super::scan::{MAX_DEPTH, Num};
+    Some(match r.peek()? {
+        b'{' | b'[' if depth >= MAX_DEPTH => return None,
+        b'{' => {
+            r.object()?;
+            let mut members = Vec::new();
+            let mut first = true;
+            while let Some(k) = r.key(&mut first)? {
+                if read_by_adapters(&k) {
+                    members.push((k, read_pruned(r, depth + 1)?));
+                } else {
+                    r.skip(MAX_DEPTH - depth - 1)?;
+                }
+            }
+            Value::Object(Object(members))
+        }
+        b'[' => {
+            r.array()?;
+            let mut items = Vec::new();
+            let mut first = true;
+            while r.element(&mut first)? {
+                items.push(read_pruned(r, depth + 1)?);
+            }
+            Value::Array(items)
+        }
+        b'"' => Value::String(r.string()?),
+        b't' | b'f' => Value::Bool(r.boolean()?),
+        b'n' => r.null()?.then_some(Value::Null)?,
+        _ => match r.number()? {
+            Num::U64(u) => Value::Number(u.into()),
+            Num::I64(i) => Value::Number(i.into()),
+            Num::F64(x) => Number::from_f64(x).map_or(Value::Null, Value::Number),
+        },
+    })
 }
 
 /// Whether any adapter reads an object member named `key`, at any depth: the adapters'

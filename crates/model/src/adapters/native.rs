@@ -158,7 +158,7 @@ mod fast {
     use std::borrow::Cow;
 
     use super::AdapterContext;
-    use crate::adapters::scan::{Num, Reader};
+    use crate::adapters::scan::{MAX_DEPTH, Num, Reader};
     use crate::event::{EventKind, Geo, IdentityType, LifecycleChange, SessionEvent};
     use crate::token::TokenHash;
 
@@ -272,16 +272,18 @@ mod fast {
 
     /// The next member's key among those `keys` reads, the members of other keys skipped
     /// (checked as JSON, not decoded); a key met twice (`seen` holds the ones met) fails.
+    /// `depth`: the containers open, this object's included.
     #[inline(always)]
     fn next_key(
         r: &mut Reader<'_>,
         first: &mut bool,
         keys: fn(&str) -> Option<u8>,
         seen: &mut u32,
+        depth: u32,
     ) -> Option<Option<u8>> {
         while let Some(key) = r.key(first)? {
             let Some(k) = keys(&key) else {
-                r.skip()?;
+                r.skip(MAX_DEPTH - depth)?;
                 continue;
             };
             if *seen & (1 << k) != 0 {
@@ -394,7 +396,7 @@ mod fast {
         let mut seen = 0u32;
         let mut first = true;
         r.object()?;
-        while let Some(k) = next_key(r, &mut first, top_key, &mut seen)? {
+        while let Some(k) = next_key(r, &mut first, top_key, &mut seen, 1)? {
             match k {
                 0 => put_string(r, &mut ev.source_id, &mut old.source_id)?,
                 1 => {
@@ -453,7 +455,7 @@ mod fast {
         r.object()?;
         let mut seen = 0u32;
         let mut first = true;
-        while let Some(k) = next_key(r, &mut first, geo_key, &mut seen)? {
+        while let Some(k) = next_key(r, &mut first, geo_key, &mut seen, 2)? {
             match k {
                 0 => put(r, &mut geo.country, &mut old.country)?,
                 1 => put(r, &mut geo.city, &mut old.city)?,

@@ -2,8 +2,8 @@
 //!
 //! It reads what a well-formed native record is made of and answers `None` at anything else:
 //! the caller then takes the general path (serde_json), which decides and names the fault.
-//! So it may refuse valid JSON it finds unusual (nesting deeper than [`MAX_SKIP_DEPTH`] in a
-//! member it skips, an escape in a string it skips), but must never accept a text serde_json
+//! So it may refuse valid JSON it finds unusual (nesting deeper than [`MAX_DEPTH`], a string
+//! whose escapes serde_json would decode but not skip), but must never accept a text serde_json
 //! refuses, nor read a value other than serde_json would: escaped strings and every number
 //! but a short non-negative integer are handed to serde_json itself.
 //!
@@ -13,9 +13,9 @@
 
 use std::borrow::Cow;
 
-/// The deepest nesting [`Reader::skip`] follows before it gives up (serde_json's own limit is
-/// 128).
-pub const MAX_SKIP_DEPTH: u32 = 64;
+/// The deepest nesting its callers read, and [`Reader::skip`] follows, before they give up
+/// (serde_json's own limit is 128).
+pub const MAX_DEPTH: u32 = 64;
 
 /// A JSON number, as serde_json reads it: a non-negative integer that fits `u64`, a negative
 /// one that fits `i64`, else a float.
@@ -285,9 +285,9 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Skips one value of any type, checking its syntax; `None` at a fault, at nesting deeper
-    /// than [`MAX_SKIP_DEPTH`] or at an escaped string that does not decode.
-    pub fn skip(&mut self) -> Option<()> {
+    /// Skips one value of any type, checking its syntax; `None` at a fault, at more than
+    /// `max_depth` containers open at once or at an escaped string that does not decode.
+    pub fn skip(&mut self, max_depth: u32) -> Option<()> {
         // One bit per open container, from the lowest: set for an object.
         let mut objects = 0u64;
         let mut depth = 0u32;
@@ -295,7 +295,7 @@ impl<'a> Reader<'a> {
             // A value.
             match self.peek()? {
                 b'{' | b'[' => {
-                    if depth >= MAX_SKIP_DEPTH {
+                    if depth >= max_depth {
                         return None;
                     }
                     let object = self.bytes()[self.pos] == b'{';
@@ -356,7 +356,7 @@ mod tests {
 
     fn skips(text: &str) -> bool {
         let mut r = Reader::new(text);
-        r.skip().is_some() && r.end()
+        r.skip(MAX_DEPTH).is_some() && r.end()
     }
 
     #[test]
@@ -475,8 +475,8 @@ mod tests {
             assert!(serde_json::from_str::<serde::de::IgnoredAny>(bad).is_err());
         }
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(skips(&deep(MAX_SKIP_DEPTH as usize)));
-        assert!(!skips(&deep(MAX_SKIP_DEPTH as usize + 1)));
+        assert!(skips(&deep(MAX_DEPTH as usize)));
+        assert!(!skips(&deep(MAX_DEPTH as usize + 1)));
     }
 
     #[test]
