@@ -737,3 +737,36 @@ proptest! {
         }
     }
 }
+
+/// Byte sequences that are not UTF-8: a byte never used, a lead byte cut short (two and three
+/// bytes), a UTF-16 surrogate, a lone continuation byte.
+const NOT_UTF8: [&[u8]; 5] = [
+    &[0xff],
+    &[0xc3],
+    &[0xe2, 0x82],
+    &[0xed, 0xa0, 0x80],
+    &[0x80],
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Records are checked for UTF-8 before anything else, as the standard library checks it,
+    /// and a record that fails says where.
+    #[test]
+    fn invalid_utf8_is_refused_with_its_offset(
+        prefix in "[ -~\u{e9}\u{1f600}]{0,80}",
+        bad in prop::sample::select(&NOT_UTF8[..]),
+        suffix in "[ -~]{0,80}",
+    ) {
+        let mut bytes = format!("{{\"kind\":\"{prefix}").into_bytes();
+        let at = bytes.len();
+        bytes.extend_from_slice(bad);
+        bytes.extend_from_slice(suffix.as_bytes());
+        let r = parse_record(&bytes, InputFormat::Auto, &ctx()).expect_err("not UTF-8");
+        prop_assert_eq!(r.reason, vigil_model::RejectReason::InvalidUtf8);
+        prop_assert_eq!(std::str::from_utf8(&bytes).map_err(|e| e.valid_up_to()), Err(at));
+        let offset = format!("first bad byte at offset {at})");
+        prop_assert!(r.detail.contains(&offset), "{}", r.detail);
+    }
+}
