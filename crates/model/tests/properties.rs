@@ -184,27 +184,16 @@ proptest! {
 #[test]
 fn records_read_from_text_give_what_whole_trees_give() {
     let c = ctx();
-    let dir = format!("{}/../../tests/data", env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
-    for file in [
-        "samples/native.jsonl",
-        "samples/okta.jsonl",
-        "samples/entra.jsonl",
-        "samples/ocsf.jsonl",
-        "vendor/okta-system-log.jsonl",
-        "vendor/entra-signin.jsonl",
-    ] {
-        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("samples");
-        for line in text.lines() {
-            let whole: Value = serde_json::from_str(line).expect("json");
-            for f in FORMATS {
-                assert_eq!(
-                    parse_record(line.as_bytes(), f, &c),
-                    parse_value(&whole, f, &c),
-                    "{file} as {f}: {line}"
-                );
-                n += 1;
-            }
+    for line in all_record_lines() {
+        let whole: Value = serde_json::from_str(&line).expect("json");
+        for f in FORMATS {
+            assert_eq!(
+                parse_record(line.as_bytes(), f, &c),
+                parse_value(&whole, f, &c),
+                "as {f}: {line}"
+            );
+            n += 1;
         }
     }
     assert!(n > 500, "{n} readings");
@@ -566,20 +555,12 @@ proptest! {
     fn the_native_fast_path_agrees_with_the_general_path_on_edited_text(
         line_idx in 0usize..64,
         pretty in any::<bool>(),
-        edits in prop::collection::vec(
-            (any::<prop::sample::Index>(), 0usize..3, prop::sample::select(&TEXT_PIECES[..])),
-            1..4,
-        ),
+        edits in text_edits(1),
     ) {
         let c = ctx();
         let samples = native_samples();
         let lines: Vec<&str> = samples.lines().collect();
-        let mut text = lines[line_idx % lines.len()].to_owned();
-        if pretty {
-            let v: Value = serde_json::from_str(&text).expect("json");
-            text = serde_json::to_string_pretty(&v).expect("json");
-        }
-        splice(&mut text, edits);
+        let text = edited_text(lines[line_idx % lines.len()], pretty, edits);
         if let Some(fast) = vigil_model::adapters::native::parse_fast(&text, &c) {
             let general = vigil_model::adapters::json::Value::parse_record(&text)
                 .map_err(|e| e.to_string())
@@ -591,9 +572,29 @@ proptest! {
     }
 }
 
-/// Each of `edits` at its place in `text`: insert the piece (0), cut the character there (1),
-/// or put the piece in its stead (2).
-fn splice(text: &mut String, edits: Vec<(prop::sample::Index, usize, &str)>) {
+/// At least `min` and at most three edits for [`edited_text`].
+fn text_edits(
+    min: usize,
+) -> impl Strategy<Value = Vec<(prop::sample::Index, usize, &'static str)>> {
+    prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            0usize..3,
+            prop::sample::select(&TEXT_PIECES[..]),
+        ),
+        min..4,
+    )
+}
+
+/// A record's text, pretty-printed or as it is, with `edits` spliced in: each at its place,
+/// the piece inserted (0), the character there cut (1), or the piece put in its stead (2).
+fn edited_text(line: &str, pretty: bool, edits: Vec<(prop::sample::Index, usize, &str)>) -> String {
+    let mut text = if pretty {
+        let v: Value = serde_json::from_str(line).expect("json");
+        serde_json::to_string_pretty(&v).expect("json")
+    } else {
+        line.to_owned()
+    };
     for (at, op, piece) in edits {
         let mut i = at.index(text.len() + 1);
         while !text.is_char_boundary(i) {
@@ -606,6 +607,7 @@ fn splice(text: &mut String, edits: Vec<(prop::sample::Index, usize, &str)>) {
             _ => text.replace_range(i..i + next, piece),
         }
     }
+    text
 }
 
 /// Every sample and vendor record, one per line.
@@ -637,19 +639,11 @@ proptest! {
     fn records_read_from_text_as_from_serde_json_values(
         line_idx in any::<prop::sample::Index>(),
         pretty in any::<bool>(),
-        edits in prop::collection::vec(
-            (any::<prop::sample::Index>(), 0usize..3, prop::sample::select(&TEXT_PIECES[..])),
-            0..4,
-        ),
+        edits in text_edits(0),
     ) {
         let c = ctx();
         let lines = all_record_lines();
-        let mut text = lines[line_idx.index(lines.len())].clone();
-        if pretty {
-            let v: Value = serde_json::from_str(&text).expect("json");
-            text = serde_json::to_string_pretty(&v).expect("json");
-        }
-        splice(&mut text, edits);
+        let text = edited_text(&lines[line_idx.index(lines.len())], pretty, edits);
         let ours = parse_record(text.as_bytes(), InputFormat::Auto, &c);
         if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
             prop_assert!(

@@ -1,11 +1,13 @@
-//! A strict, forward-only reader of one JSON text, for the native fast path.
+//! A strict, forward-only reader of one JSON text, for the adapters: the native fast path
+//! reads records straight into events with it, and [`super::json::Value::parse_record`] the
+//! vendor formats into their tree.
 //!
-//! It reads what a well-formed native record is made of and answers `None` at anything else:
-//! the caller then takes the general path (serde_json), which decides and names the fault.
-//! So it may refuse valid JSON it finds unusual (nesting deeper than [`MAX_DEPTH`], a string
-//! whose escapes serde_json would decode but not skip), but must never accept a text serde_json
-//! refuses, nor read a value other than serde_json would: escaped strings and every number
-//! but a short non-negative integer are handed to serde_json itself.
+//! It reads what well-formed records are made of and answers `None` at anything else: the
+//! caller then takes serde_json's path, which decides and names the fault. So it may refuse
+//! valid JSON it finds unusual (nesting deeper than [`MAX_DEPTH`], a string whose escapes
+//! serde_json would skip but not decode), but must never accept a text serde_json refuses,
+//! nor read a value other than serde_json would: escaped strings and every number but a short
+//! non-negative integer are handed to serde_json itself.
 //!
 //! It exists because serde_json's visitor machinery over a record of two dozen short strings
 //! cost about half of parsing one (the per-string calls, the `Option` wrappers, the key
