@@ -165,15 +165,17 @@ struct Task {
     last_inventory: Option<std::time::Instant>,
     /// The inventory scan under way, one step per tick.
     inventory: Option<vigil_engine::inventory::InventoryScan>,
-    /// Events processed, whose strings the next records are parsed into (at most the two
-    /// groups [`Task::read_ahead`] holds).
-    spent: Vec<SessionEvent>,
+    /// The events records are parsed into, two groups of [`PREFETCH_GROUP`] kept between
+    /// batches: each record is read into a slot, its strings written over the previous
+    /// record's, and processed where it lies. (An event is over 500 bytes; moving each
+    /// between lists a few times per record was a share of a task's copying.)
+    events: Vec<SessionEvent>,
     /// The bytes of the alert or unsigned SET being sent, written into the same buffer each
     /// time (librdkafka copies them) rather than a new one grown from 128 bytes per output.
     body: Vec<u8>,
 }
 
-/// The largest record whose event's strings are parsed into again (see [`Task::spent`]).
+/// The largest record whose event's strings are parsed into again (see [`Task::events`]).
 const SPENT_RECORD_MAX: usize = 4096;
 
 /// The largest capacity [`Task::body`] keeps between outputs.
@@ -220,7 +222,9 @@ pub fn spawn(
             last_event: std::time::Instant::now(),
             last_inventory: None,
             inventory: None,
-            spent: Vec::with_capacity(2 * PREFETCH_GROUP),
+            events: (0..2 * PREFETCH_GROUP)
+                .map(|_| SessionEvent::empty(SourceFormat::Native))
+                .collect(),
             body: Vec::new(),
             shared,
         };
@@ -279,20 +283,30 @@ impl Task {
                     // million sessions most of its time), and this way the waits of a group
                     // overlap one another and the work on the group before.
                     let mut records = records.into_iter();
+                    let mut events = std::mem::take(&mut self.events);
+                    let (mut group_events, mut ahead_events) = events.split_at_mut(PREFETCH_GROUP);
                     let mut group = Vec::with_capacity(PREFETCH_GROUP);
                     let mut ahead = Vec::with_capacity(PREFETCH_GROUP);
-                    self.read_ahead(&mut records, &mut group);
+                    self.read_ahead(&mut records, &mut group, group_events);
                     while !group.is_empty() {
-                        self.read_ahead(&mut records, &mut ahead);
-                        for (r, ev) in group.drain(..) {
-                            if let Err(e) = self.handle(r, ev).await {
+                        self.read_ahead(&mut records, &mut ahead, ahead_events);
+                        for ((r, read), ev) in group.drain(..).zip(group_events.iter_mut()) {
+                            let record_len = r.payload.as_ref().map_or(0, Vec::len);
+                            if let Err(e) = self.handle(r, read.map(|()| &*ev)).await {
                                 warn!(partition = self.partition, error = %e, "Partition task stopped.");
                                 let _ = fatal.send(e);
                                 return;
                             }
+                            // An outsized record's strings are not kept: an event's strings
+                            // keep the largest capacity they were given.
+                            if record_len > SPENT_RECORD_MAX {
+                                *ev = SessionEvent::empty(SourceFormat::Native);
+                            }
                         }
                         std::mem::swap(&mut group, &mut ahead);
+                        std::mem::swap(&mut group_events, &mut ahead_events);
                     }
+                    self.events = events;
                 }
                 // At-least-once's periodic flush: the task goes on with its records while
                 // the outputs are acknowledged and the changelog written.
@@ -335,23 +349,27 @@ impl Task {
         debug!(partition = self.partition, "Partition task ended.");
     }
 
-    /// Reads up to [`PREFETCH_GROUP`] records into `into` (empty on entry) and prefetches
-    /// the state of their events.
+    /// Reads up to [`PREFETCH_GROUP`] records into `into` (empty on entry), their events into
+    /// `events` in the same order, and prefetches the state of those events.
     fn read_ahead(
         &mut self,
         records: &mut impl Iterator<Item = Incoming>,
-        into: &mut Vec<(Incoming, Result<SessionEvent, Rejection>)>,
+        into: &mut Vec<(Incoming, Result<(), Rejection>)>,
+        events: &mut [SessionEvent],
     ) {
-        into.extend(records.take(PREFETCH_GROUP).map(|r| self.read(r)));
-        for (_, ev) in into.iter() {
-            if let Ok(ev) = ev {
+        for (r, ev) in records.take(PREFETCH_GROUP).zip(events.iter_mut()) {
+            let read = self.read(&r, ev);
+            into.push((r, read));
+        }
+        for ((_, read), ev) in into.iter().zip(events.iter()) {
+            if read.is_ok() {
                 self.engine.prefetch(ev);
             }
         }
     }
 
-    /// Counts a record and reads it into an event (GeoIP-enriched) or a rejection.
-    fn read(&mut self, r: Incoming) -> (Incoming, Result<SessionEvent, Rejection>) {
+    /// Counts a record and reads it into `ev` (GeoIP-enriched), or gives its rejection.
+    fn read(&mut self, r: &Incoming, ev: &mut SessionEvent) -> Result<(), Rejection> {
         let counter = self.counters.entry(r.topic.clone()).or_insert_with(|| {
             self.shared
                 .metrics
@@ -365,38 +383,15 @@ impl Task {
             .get(&*r.topic)
             .copied()
             .unwrap_or_default();
-        let result = match &r.payload {
-            None => Err(Rejection::new(
+        let Some(bytes) = &r.payload else {
+            return Err(Rejection::new(
                 RejectReason::MissingField,
                 "record has no value",
-            )),
-            Some(bytes) => {
-                let mut ev = self
-                    .spent
-                    .pop()
-                    .unwrap_or_else(|| SessionEvent::empty(SourceFormat::Native));
-                match parse_record_into(bytes, format, &self.shared.adapter, &mut ev) {
-                    Ok(()) => {
-                        self.geo.enrich(&mut ev);
-                        Ok(ev)
-                    }
-                    Err(rej) => {
-                        self.spend(ev, bytes.len());
-                        Err(rej)
-                    }
-                }
-            }
+            ));
         };
-        (r, result)
-    }
-
-    /// Keeps an event done with for the next record to be parsed into, unless it was read
-    /// from a record of `record_len` bytes over [`SPENT_RECORD_MAX`]: an event's strings keep
-    /// the largest capacity they were given, so an outsized record's are dropped instead.
-    fn spend(&mut self, ev: SessionEvent, record_len: usize) {
-        if record_len <= SPENT_RECORD_MAX {
-            self.spent.push(ev);
-        }
+        parse_record_into(bytes, format, &self.shared.adapter, ev)?;
+        self.geo.enrich(ev);
+        Ok(())
     }
 
     /// Processes one record read by [`Task::read`]: the engine, then its outputs or
@@ -404,16 +399,14 @@ impl Task {
     async fn handle(
         &mut self,
         r: Incoming,
-        result: Result<SessionEvent, Rejection>,
+        result: Result<&SessionEvent, Rejection>,
     ) -> Result<(), RuntimeError> {
         let result = match result {
             Ok(ev) => {
                 if !ev.kind.is_session_event() && !r.broadcast {
                     self.broadcast(&r).await?;
                 }
-                let res = self.engine.process(&ev, &mut self.out);
-                self.spend(ev, r.payload.as_ref().map_or(0, Vec::len));
-                res
+                self.engine.process(ev, &mut self.out)
             }
             Err(e) => Err(e),
         };
