@@ -298,34 +298,12 @@ mod fast {
     /// A string or `null` (absent); any other value fails.
     #[inline(always)]
     fn text<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
-        if r.null()? {
-            Some(None)
-        } else {
-            r.string().map(Some)
-        }
-    }
-
-    /// A number or `null`.
-    fn number(r: &mut Reader<'_>) -> Option<Option<Num>> {
-        if r.null()? {
-            Some(None)
-        } else {
-            r.number().map(Some)
-        }
-    }
-
-    /// A boolean or `null`.
-    fn boolean(r: &mut Reader<'_>) -> Option<Option<bool>> {
-        if r.null()? {
-            Some(None)
-        } else {
-            r.boolean().map(Some)
-        }
+        r.or_null(Reader::string)
     }
 
     /// A whole number in `u32`, as the general path takes it (`null`: absent).
     fn u32_of(r: &mut Reader<'_>) -> Option<Option<u32>> {
-        match number(r)? {
+        match r.or_null(Reader::number)? {
             None => Some(None),
             Some(x) => crate::adapters::json::as_u32(x.as_f64()).map(Some),
         }
@@ -407,7 +385,7 @@ mod fast {
                     }
                 }
                 2 => f.kind = parsed(r, EventKind::parse)?,
-                3 => f.success = boolean(r)?,
+                3 => f.success = r.or_null(Reader::boolean)?,
                 4 => put_string(r, &mut ev.session_id, &mut old.session_id)?,
                 5 => put(r, &mut ev.root_session_id, &mut old.root_session_id)?,
                 6 => put(r, &mut ev.parent_session_id, &mut old.parent_session_id)?,
@@ -437,7 +415,7 @@ mod fast {
                 21 => geo(r, &mut ev.geo, &mut old.geo)?,
                 22 => ev.geo.asn = u32_of(r)?,
                 23 => put(r, &mut ev.geo.as_org, &mut old.geo.as_org)?,
-                24 => ev.geo.is_proxy = boolean(r)?,
+                24 => ev.geo.is_proxy = r.or_null(Reader::boolean)?,
                 25 => f.identity_type = parsed(r, IdentityType::parse)?,
                 26 => f.lifecycle = parsed(r, LifecycleChange::parse)?,
                 27 => put(r, &mut ev.found_in, &mut old.found_in)?,
@@ -459,8 +437,8 @@ mod fast {
             match k {
                 0 => put(r, &mut geo.country, &mut old.country)?,
                 1 => put(r, &mut geo.city, &mut old.city)?,
-                2 => geo.lat = number(r)?.map(Num::as_f64),
-                3 => geo.lon = number(r)?.map(Num::as_f64),
+                2 => geo.lat = r.or_null(Reader::number)?.map(Num::as_f64),
+                3 => geo.lon = r.or_null(Reader::number)?.map(Num::as_f64),
                 _ => geo.accuracy_km = u32_of(r)?,
             }
         }

@@ -168,6 +168,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// `null` as `Some(None)`, else the value `read` reads (`None` if it reads none).
+    #[inline(always)]
+    pub fn or_null<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.null()? {
+            Some(None)
+        } else {
+            read(self).map(Some)
+        }
+    }
+
     /// A string value, borrowed unless it holds escapes (those are decoded by serde_json).
     #[inline(always)]
     pub fn string(&mut self) -> Option<Cow<'a, str>> {
