@@ -250,9 +250,21 @@ pub fn fuzz_entry(target: &str, data: &[u8]) {
     };
     match parse_record(data, format, &ctx) {
         Ok(ev) => {
-            assert!(
-                !ev.session_id.is_empty() && !ev.user_id.is_empty() && !ev.source_id.is_empty()
-            );
+            use crate::event::EventKind;
+            assert!(!ev.source_id.is_empty(), "an event without a source id");
+            // What the schema requires of each kind: a session event names its session and
+            // user, an account change its user, an exposure the token's hash.
+            if ev.kind.is_session_event() {
+                assert!(
+                    !ev.session_id.is_empty(),
+                    "a session event without a session"
+                );
+            }
+            if ev.kind == EventKind::TokenExposed {
+                assert!(ev.token.is_some(), "an exposure without a token");
+            } else {
+                assert!(!ev.user_id.is_empty(), "an event without a user");
+            }
             assert!(crate::time::is_plausible(ev.time_ms));
         }
         Err(r) => assert!(!r.detail.is_empty()),
