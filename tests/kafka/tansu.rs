@@ -437,3 +437,92 @@ fn deactivation_after_a_failover_revokes_sessions_on_every_partition() {
         last - sent
     );
 }
+
+/// Two input topics (so the group assigns eagerly: every rebalance revokes all partitions and
+/// assigns them again). An instance runs alone, then a second one joins: the first gives up
+/// its partitions and is assigned some of them back, each partition's queue split from the
+/// consumer's once more in the same process. Records sent after the join all reach a task.
+#[test]
+fn partitions_assigned_again_in_the_same_process_keep_flowing() {
+    let Some(brokers) = support::tansu_bootstrap("reassign") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (input, topics) = support::topics("reassign");
+    let second = format!("{input}.second");
+    rt.block_on(support::create_topics(&brokers, &input, &topics, 4));
+    rt.block_on(support::create_topics(&brokers, &second, &topics, 4));
+    let dir = scratch("reassign");
+    let group = support::unique("vigil-reassign");
+    let one = format!(r#"inputs = [{{ topic = "{input}", format = "auto" }}]"#);
+    let two = format!(
+        r#"inputs = [{{ topic = "{input}", format = "auto" }}, {{ topic = "{second}", format = "auto" }}]"#
+    );
+    let cfg = support::run_config(&brokers, &group, &input, &topics).replace(&one, &two);
+    assert!(cfg.contains(&second), "both inputs configured");
+    let (records, _) = support::story(6);
+    let (first, rest) = records.split_at(records.len() / 2);
+    let halves = |part: &[(Vec<u8>, Vec<u8>)]| -> (Vec<_>, Vec<_>) {
+        let (a, b): (Vec<_>, Vec<_>) = part.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        (
+            a.into_iter().map(|(_, r)| r.clone()).collect(),
+            b.into_iter().map(|(_, r)| r.clone()).collect(),
+        )
+    };
+
+    let a = Instance::start(&dir, "a", &cfg);
+    assert!(
+        a.wait_ready(Duration::from_secs(60)),
+        "a not ready; see {}",
+        dir.display()
+    );
+    let (x, y) = halves(first);
+    rt.block_on(support::produce(&brokers, &input, &x));
+    rt.block_on(support::produce(&brokers, &second, &y));
+    let seen = wait_events(&[&a], first.len() as u64, Duration::from_secs(60));
+    assert_eq!(seen, first.len() as u64, "first half not processed by a");
+    // Let a commit interval pass, so b reads a's state back and nothing is processed twice.
+    std::thread::sleep(Duration::from_millis(600));
+
+    let b = Instance::start(&dir, "b", &cfg);
+    assert!(
+        b.wait_ready(Duration::from_secs(60)),
+        "b not ready; see {}",
+        dir.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shares = || {
+        (
+            a.counter("vigil_partitions_assigned"),
+            b.counter("vigil_partitions_assigned"),
+        )
+    };
+    while shares().1 == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (on_a, on_b) = shares();
+    assert!(
+        on_a > 0 && on_b > 0,
+        "the partitions did not spread: a {on_a}, b {on_b}"
+    );
+    assert!(a.wait_ready(Duration::from_secs(60)), "a not ready again");
+
+    let (x, y) = halves(rest);
+    rt.block_on(support::produce(&brokers, &input, &x));
+    rt.block_on(support::produce(&brokers, &second, &y));
+    let total = records.len() as u64;
+    let seen = wait_events(&[&a, &b], total, Duration::from_secs(60));
+    assert!(
+        seen >= total,
+        "{seen} of {total} records processed after the rebalance (a holds {on_a} partitions, b {on_b}); see {}",
+        dir.display()
+    );
+    let after_join = a.counter("vigil_events_total") - first.len() as u64;
+    assert!(
+        after_join > 0,
+        "a processed nothing of its partitions assigned again"
+    );
+}

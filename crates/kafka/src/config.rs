@@ -50,14 +50,17 @@ pub struct KafkaConfig {
     /// must still read the state). Both are always read.
     #[serde(default)]
     pub changelog_encoding: ValueEncoding,
-    /// Messages buffered per partition task before the consumer waits.
+    /// The most records a partition task takes from its partition's queue at once (at most
+    /// 256 are taken; fewer when this is lower), and of records handed to a task by the main
+    /// loop, how many may wait. What librdkafka buffers per partition is its own
+    /// `queued.min.messages` and `queued.max.messages.kbytes` (see `kafka.client`).
     #[serde(default = "default_queue")]
     pub partition_queue: usize,
     /// Extra librdkafka settings passed through as-is (TLS, SASL, tuning), e.g.
     /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "SCRAM-SHA-512"`. They take
     /// precedence over Vigil's tuning defaults (`fetch.wait.max.ms`, `linger.ms`,
-    /// `heartbeat.interval.ms`, `statistics.interval.ms`); settings the guarantees depend on
-    /// are refused.
+    /// `heartbeat.interval.ms`, `statistics.interval.ms`, `queued.max.messages.kbytes`,
+    /// `fetch.queue.backoff.ms`); settings the guarantees depend on are refused.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
     /// librdkafka settings whose values are secrets, read from the environment or a file

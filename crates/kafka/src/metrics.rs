@@ -44,8 +44,9 @@ pub struct Metrics {
     pub restoring: IntGauge,
     /// Seconds from the record's Kafka timestamp to its decision.
     pub latency: Histogram,
-    /// Seconds from the record's arrival in the consumer loop to its decision: Vigil's own
-    /// share of `latency` (the rest is the producer, the broker and the fetch).
+    /// Seconds from when Vigil took the record from librdkafka's queue to its decision:
+    /// Vigil's own share of `latency` (the rest is the producer, the broker, the fetch and
+    /// the wait in librdkafka's queue).
     pub internal_latency: Histogram,
     /// Offset commits, by result.
     pub commits: IntCounterVec,
@@ -165,8 +166,8 @@ impl Metrics {
             Histogram::with_opts(
                 HistogramOpts::new(
                     "internal_latency_seconds",
-                    "Seconds from a record's arrival in Vigil's consumer loop to its decision: \
-                     Vigil's own share of processing_latency_seconds.",
+                    "Seconds from when Vigil took a record from librdkafka's queue to its \
+                     decision: Vigil's own share of processing_latency_seconds.",
                 )
                 .buckets(
                     [

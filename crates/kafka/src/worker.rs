@@ -1,12 +1,16 @@
 //! One partition task: owns the engine state of one input partition (shared-nothing),
-//! restores it from the changelog, processes records in offset order, produces outputs and
+//! restores it from the changelog, reads its partition's records from the queue split for it
+//! from the group consumer's and processes them in offset order, produces outputs and
 //! changelog records, and reports how far it may be committed.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientConfig;
+use rdkafka::consumer::stream_consumer::{MessageStream, StreamPartitionQueue};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -21,8 +25,9 @@ use vigil_model::{RejectReason, Rejection, SessionEvent, SourceFormat};
 use vigil_sign::SetSigner;
 
 use crate::config::OutputTopics;
-use crate::error::RuntimeError;
+use crate::error::{RetryHint, RuntimeError, classify};
 use crate::metrics::Metrics;
+use crate::runtime::VigilContext;
 
 /// What every partition task shares (read-only).
 pub struct Shared {
@@ -59,7 +64,25 @@ pub struct Shared {
 /// to the other partitions of its input topic; copies are not broadcast again.
 pub const BROADCAST_HEADER: &str = "vigil.broadcast";
 
-/// A consumed record, copied out of the consumer's buffer.
+/// Whether a record is a broadcast copy ([`BROADCAST_HEADER`]).
+pub fn is_broadcast<M: Message>(m: &M) -> bool {
+    m.headers()
+        .is_some_and(|h| rdkafka::message::Headers::iter(h).any(|x| x.key == BROADCAST_HEADER))
+}
+
+/// One input topic's records of a task's partition, split from the group consumer's queue
+/// before the partition was assigned: the task reads them itself and parses each record
+/// where librdkafka holds it (no copy, no hand-over between threads).
+pub struct PartitionQueue {
+    /// The input topic.
+    pub topic: Arc<str>,
+    /// Its records for the task's partition.
+    pub queue: StreamPartitionQueue<VigilContext>,
+}
+
+/// A consumed record copied out of the consumer's buffer: what the consumer loop hands a
+/// task when a record of its partition reaches the group consumer's own queue (only if the
+/// partition's queue could not be split).
 #[derive(Debug)]
 pub struct Incoming {
     /// Topic.
@@ -103,11 +126,58 @@ impl std::fmt::Debug for FlushReport {
     }
 }
 
+/// A record as a partition task handles it: read from its partition's queue (its bytes still
+/// in librdkafka's buffer) or handed over by the consumer loop ([`Incoming`]).
+struct Record<'a> {
+    topic: &'a Arc<str>,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    /// Kafka timestamp, epoch ms.
+    timestamp_ms: Option<i64>,
+    /// Whether this is a broadcast copy ([`BROADCAST_HEADER`]).
+    broadcast: bool,
+    /// When Vigil took it from the consumer (for
+    /// [`Metrics::internal_latency`](crate::metrics::Metrics)).
+    arrived: Instant,
+}
+
+impl<'a> Record<'a> {
+    fn read(m: &'a BorrowedMessage<'_>, topic: &'a Arc<str>, arrived: Instant) -> Self {
+        Record {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload(),
+            timestamp_ms: m.timestamp().to_millis(),
+            broadcast: is_broadcast(m),
+            arrived,
+        }
+    }
+
+    fn handed(r: &'a Incoming) -> Self {
+        Record {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key.as_deref(),
+            payload: r.payload.as_deref(),
+            timestamp_ms: r.timestamp_ms,
+            broadcast: r.broadcast,
+            arrived: r.arrived,
+        }
+    }
+}
+
 /// Commands to a partition task.
 pub enum Command {
-    /// Process records, in order (all of this task's partition, as the consumer delivered
-    /// them).
+    /// Process records, in order: records of this task's partition that reached the group
+    /// consumer's own queue (see [`Incoming`]).
     Records(Vec<Incoming>),
+    /// Read these queues too (another input topic's share of the partition).
+    Read(Vec<PartitionQueue>),
     /// Fix what becomes durable (outputs so far, the changelog of the state now, offsets
     /// processed); the partition's writer reports once the outputs are acknowledged and the
     /// changelog written. The periodic at-least-once flush (`defer_acks`, no hold) lets the
@@ -122,6 +192,9 @@ pub enum Command {
         /// Hand the outstanding deliveries over in the report instead of waiting for them
         /// here (at-least-once: the runtime awaits them while the task goes on).
         defer_acks: bool,
+        /// The partition is being revoked: read nothing more, end once the flush is done
+        /// (and the hold released).
+        last: bool,
     },
 }
 
@@ -140,6 +213,8 @@ pub fn batching(queue: usize) -> (usize, usize) {
 pub struct Worker {
     /// Sends commands.
     pub tx: mpsc::Sender<Command>,
+    /// Ends when the task has ended (and dropped its partition queues).
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 struct Task {
@@ -173,6 +248,8 @@ struct Task {
     /// The bytes of the alert or unsigned SET being sent, written into the same buffer each
     /// time (librdkafka copies them) rather than a new one grown from 128 bytes per output.
     body: Vec<u8>,
+    /// The most records taken from the partition's queues at once.
+    batch_max: usize,
 }
 
 /// The largest record whose event's strings are parsed into again (see [`Task::events`]).
@@ -187,11 +264,13 @@ const BODY_KEPT_MAX: usize = 64 * 1024;
 /// million with the default commit interval).
 const INVENTORY_EVERY: Duration = Duration::from_secs(5);
 
-/// Spawns the task for `partition`: restore, then `ready` is sent, then records flow.
+/// Spawns the task for `partition`, reading `queues`: restore, then `ready` is sent, then
+/// records flow.
 pub fn spawn(
     partition: i32,
     shared: Arc<Shared>,
     queue: usize,
+    queues: Vec<PartitionQueue>,
     ready: mpsc::UnboundedSender<i32>,
     fatal: mpsc::UnboundedSender<RuntimeError>,
 ) -> Result<Worker, RuntimeError> {
@@ -204,7 +283,7 @@ pub fn spawn(
     let (jobs, jobs_rx) = mpsc::channel(2);
     let (spare_tx, spare) = mpsc::channel(1);
     tokio::spawn(write_in_order(shared.clone(), partition, jobs_rx, spare_tx));
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let geo = shared.geo.share();
         let task = Task {
             partition,
@@ -226,17 +305,56 @@ pub fn spawn(
                 .map(|_| SessionEvent::empty(SourceFormat::Native))
                 .collect(),
             body: Vec::new(),
+            batch_max: batching(queue).0,
             shared,
         };
-        task.run(rx, ready, fatal).await;
+        task.run(rx, queues, ready, fatal).await;
     });
-    Ok(Worker { tx })
+    Ok(Worker { tx, task })
+}
+
+/// What a partition task waited for.
+enum Next<'a> {
+    Command(Option<Command>),
+    /// Records taken from the queues (with the index of the queue each came from), and the
+    /// error one of them returned, if any.
+    Records(Vec<(usize, BorrowedMessage<'a>)>, Option<KafkaError>),
+}
+
+/// Takes what the queues hold now, up to `max` records, after waiting for the first: the
+/// task wakes once per batch, not once per record. Ready only with records or an error, so
+/// dropping it while it waits loses nothing.
+async fn take<'a>(
+    streams: &mut [MessageStream<'a, VigilContext>],
+    start: usize,
+    max: usize,
+) -> (Vec<(usize, BorrowedMessage<'a>)>, Option<KafkaError>) {
+    std::future::poll_fn(|cx| {
+        let mut taken = Vec::new();
+        let n = streams.len();
+        for i in (0..n).map(|i| (start + i) % n) {
+            while taken.len() < max {
+                match futures_core::Stream::poll_next(Pin::new(&mut streams[i]), cx) {
+                    Poll::Ready(Some(Ok(m))) => taken.push((i, m)),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready((taken, Some(e))),
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+        }
+        if taken.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready((taken, None))
+        }
+    })
+    .await
 }
 
 impl Task {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Command>,
+        queues: Vec<PartitionQueue>,
         ready: mpsc::UnboundedSender<i32>,
         fatal: mpsc::UnboundedSender<RuntimeError>,
     ) {
@@ -275,45 +393,70 @@ impl Task {
         }
         self.engine.track_changes();
         let _ = ready.send(self.partition);
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                Command::Records(records) => {
-                    // Records are read a group ahead of the group being processed, and the
-                    // state each will look up is read then: the engine waits on memory (at a
-                    // million sessions most of its time), and this way the waits of a group
-                    // overlap one another and the work on the group before.
-                    let mut records = records.into_iter();
-                    let mut events = std::mem::take(&mut self.events);
-                    let (mut group_events, mut ahead_events) = events.split_at_mut(PREFETCH_GROUP);
-                    let mut group = Vec::with_capacity(PREFETCH_GROUP);
-                    let mut ahead = Vec::with_capacity(PREFETCH_GROUP);
-                    self.read_ahead(&mut records, &mut group, group_events);
-                    while !group.is_empty() {
-                        self.read_ahead(&mut records, &mut ahead, ahead_events);
-                        for ((r, read), ev) in group.drain(..).zip(group_events.iter_mut()) {
-                            let record_len = r.payload.as_ref().map_or(0, Vec::len);
-                            if let Err(e) = self.handle(r, read.map(|()| &*ev)).await {
-                                warn!(partition = self.partition, error = %e, "Partition task stopped.");
-                                let _ = fatal.send(e);
+        let mut queues = queues;
+        let mut turn = 0usize;
+        loop {
+            let next = {
+                let mut streams: Vec<_> = queues.iter().map(|q| q.queue.stream()).collect();
+                turn = turn.wrapping_add(1);
+                tokio::select! {
+                    biased;
+                    cmd = rx.recv() => Next::Command(cmd),
+                    (taken, failure) = take(&mut streams, turn, self.batch_max) => Next::Records(taken, failure),
+                }
+            };
+            let cmd = match next {
+                Next::Records(taken, failure) => {
+                    let arrived = Instant::now();
+                    let records: Vec<Record<'_>> = taken
+                        .iter()
+                        .map(|(i, m)| Record::read(m, &queues[*i].topic, arrived))
+                        .collect();
+                    if let Err(e) = self.process(&records).await {
+                        warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                        let _ = fatal.send(e);
+                        return;
+                    }
+                    if let Some(e) = failure {
+                        match classify(&e) {
+                            RetryHint::Fatal => {
+                                let _ = fatal.send(RuntimeError::Kafka {
+                                    context: format!(
+                                        "partition {} consumer failed",
+                                        self.partition
+                                    ),
+                                    source: e,
+                                });
                                 return;
                             }
-                            // An outsized record's strings are not kept: an event's strings
-                            // keep the largest capacity they were given.
-                            if record_len > SPENT_RECORD_MAX {
-                                *ev = SessionEvent::empty(SourceFormat::Native);
+                            RetryHint::Retry => {
+                                warn!(partition = self.partition, error = %e, "Consumer error; retrying.");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
                             }
                         }
-                        std::mem::swap(&mut group, &mut ahead);
-                        std::mem::swap(&mut group_events, &mut ahead_events);
                     }
-                    self.events = events;
+                    continue;
                 }
+                Next::Command(None) => break,
+                Next::Command(Some(cmd)) => cmd,
+            };
+            match cmd {
+                Command::Records(handed) => {
+                    let records: Vec<Record<'_>> = handed.iter().map(Record::handed).collect();
+                    if let Err(e) = self.process(&records).await {
+                        warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                        let _ = fatal.send(e);
+                        return;
+                    }
+                }
+                Command::Read(more) => queues.extend(more),
                 // At-least-once's periodic flush: the task goes on with its records while
                 // the outputs are acknowledged and the changelog written.
                 Command::Flush {
                     ack,
                     hold: None,
                     defer_acks: true,
+                    last: false,
                 } => {
                     if !self.flush(true, ack).await {
                         return;
@@ -325,6 +468,7 @@ impl Task {
                     ack,
                     hold,
                     defer_acks,
+                    last,
                 } => {
                     let (done, report) = oneshot::channel();
                     let res = if self.flush(defer_acks, done).await {
@@ -342,6 +486,9 @@ impl Task {
                     if let Some(h) = hold {
                         let _ = h.await;
                     }
+                    if last {
+                        break;
+                    }
                 }
             }
         }
@@ -349,16 +496,45 @@ impl Task {
         debug!(partition = self.partition, "Partition task ended.");
     }
 
+    /// Processes records in order. They are read a group ahead of the group being
+    /// processed, and the state each will look up is read then: the engine waits on memory
+    /// (at a million sessions most of its time), and this way the waits of a group overlap
+    /// one another and the work on the group before.
+    async fn process(&mut self, records: &[Record<'_>]) -> Result<(), RuntimeError> {
+        let mut records = records.iter();
+        let mut events = std::mem::take(&mut self.events);
+        let (mut group_events, mut ahead_events) = events.split_at_mut(PREFETCH_GROUP);
+        let mut group = Vec::with_capacity(PREFETCH_GROUP);
+        let mut ahead = Vec::with_capacity(PREFETCH_GROUP);
+        self.read_ahead(&mut records, &mut group, group_events);
+        while !group.is_empty() {
+            self.read_ahead(&mut records, &mut ahead, ahead_events);
+            for ((r, read), ev) in group.drain(..).zip(group_events.iter_mut()) {
+                let record_len = r.payload.map_or(0, <[u8]>::len);
+                self.handle(r, read.map(|()| &*ev)).await?;
+                // An outsized record's strings are not kept: an event's strings keep the
+                // largest capacity they were given.
+                if record_len > SPENT_RECORD_MAX {
+                    *ev = SessionEvent::empty(SourceFormat::Native);
+                }
+            }
+            std::mem::swap(&mut group, &mut ahead);
+            std::mem::swap(&mut group_events, &mut ahead_events);
+        }
+        self.events = events;
+        Ok(())
+    }
+
     /// Reads up to [`PREFETCH_GROUP`] records into `into` (empty on entry), their events into
     /// `events` in the same order, and prefetches the state of those events.
-    fn read_ahead(
+    fn read_ahead<'r, 'b>(
         &mut self,
-        records: &mut impl Iterator<Item = Incoming>,
-        into: &mut Vec<(Incoming, Result<(), Rejection>)>,
+        records: &mut impl Iterator<Item = &'r Record<'b>>,
+        into: &mut Vec<(&'r Record<'b>, Result<(), Rejection>)>,
         events: &mut [SessionEvent],
     ) {
         for (r, ev) in records.take(PREFETCH_GROUP).zip(events.iter_mut()) {
-            let read = self.read(&r, ev);
+            let read = self.read(r, ev);
             into.push((r, read));
         }
         for ((_, read), ev) in into.iter().zip(events.iter()) {
@@ -369,21 +545,21 @@ impl Task {
     }
 
     /// Counts a record and reads it into `ev` (GeoIP-enriched), or gives its rejection.
-    fn read(&mut self, r: &Incoming, ev: &mut SessionEvent) -> Result<(), Rejection> {
+    fn read(&mut self, r: &Record<'_>, ev: &mut SessionEvent) -> Result<(), Rejection> {
         let counter = self.counters.entry(r.topic.clone()).or_insert_with(|| {
             self.shared
                 .metrics
                 .events
-                .with_label_values(&[&*r.topic, &r.partition.to_string()])
+                .with_label_values(&[&**r.topic, &r.partition.to_string()])
         });
         counter.inc();
         let format = self
             .shared
             .formats
-            .get(&*r.topic)
+            .get(&**r.topic)
             .copied()
             .unwrap_or_default();
-        let Some(bytes) = &r.payload else {
+        let Some(bytes) = r.payload else {
             return Err(Rejection::new(
                 RejectReason::MissingField,
                 "record has no value",
@@ -398,13 +574,13 @@ impl Task {
     /// its dead letter.
     async fn handle(
         &mut self,
-        r: Incoming,
+        r: &Record<'_>,
         result: Result<&SessionEvent, Rejection>,
     ) -> Result<(), RuntimeError> {
         let result = match result {
             Ok(ev) => {
                 if !ev.kind.is_session_event() && !r.broadcast {
-                    self.broadcast(&r).await?;
+                    self.broadcast(r).await?;
                 }
                 self.engine.process(ev, &mut self.out)
             }
@@ -422,7 +598,7 @@ impl Task {
                     .with_label_values(&[rej.reason.as_str()])
                     .inc();
                 debug!(partition = r.partition, offset = r.offset, reason = %rej.reason, "Event rejected.");
-                self.dead_letter(&r, &rej).await?;
+                self.dead_letter(r, &rej).await?;
             }
             Ok(()) => {}
         }
@@ -440,7 +616,12 @@ impl Task {
                 .saturating_duration_since(r.arrived)
                 .as_secs_f64(),
         );
-        self.next_offsets.insert(r.topic, r.offset + 1);
+        match self.next_offsets.get_mut(&**r.topic) {
+            Some(next) => *next = r.offset + 1,
+            None => {
+                self.next_offsets.insert(r.topic.clone(), r.offset + 1);
+            }
+        }
         Ok(())
     }
 
@@ -581,8 +762,13 @@ impl Task {
     /// topic: the sessions of a user, or the session holding a token, may live on any
     /// partition when inputs are not keyed by user. The copies are acknowledged before this
     /// record's offset is committed, like every output.
-    async fn broadcast(&mut self, r: &Incoming) -> Result<(), RuntimeError> {
-        let Some(idx) = self.shared.inputs.iter().position(|(t, _)| **t == *r.topic) else {
+    async fn broadcast(&mut self, r: &Record<'_>) -> Result<(), RuntimeError> {
+        let Some(idx) = self
+            .shared
+            .inputs
+            .iter()
+            .position(|(t, _)| **t == **r.topic)
+        else {
             return Ok(());
         };
         let count = self.shared.inputs[idx].1;
@@ -590,12 +776,12 @@ impl Task {
             key: BROADCAST_HEADER,
             value: Some("1"),
         });
-        let key = r.key.clone().unwrap_or_default();
+        let key = r.key.unwrap_or_default();
         for p in (0..count).filter(|p| *p != r.partition) {
             self.send(
                 Out::Input(idx),
-                &key,
-                r.payload.as_deref(),
+                key,
+                r.payload,
                 Some(headers.clone()),
                 Some(p),
             )
@@ -604,24 +790,20 @@ impl Task {
         Ok(())
     }
 
-    async fn dead_letter(&mut self, r: &Incoming, rej: &Rejection) -> Result<(), RuntimeError> {
+    async fn dead_letter(&mut self, r: &Record<'_>, rej: &Rejection) -> Result<(), RuntimeError> {
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
         let mut redacted = 0usize;
-        let body: Vec<u8> = match r
-            .payload
-            .as_deref()
-            .map(serde_json::from_slice::<serde_json::Value>)
-        {
+        let body: Vec<u8> = match r.payload.map(serde_json::from_slice::<serde_json::Value>) {
             Some(Ok(mut v)) => {
                 redacted = vigil_model::redact::redact(&mut v);
                 if redacted > 0 {
                     v.to_string().into_bytes()
                 } else {
-                    r.payload.clone().unwrap_or_default()
+                    r.payload.unwrap_or_default().to_vec()
                 }
             }
-            _ => r.payload.clone().unwrap_or_default(),
+            _ => r.payload.unwrap_or_default().to_vec(),
         };
         let redacted = redacted.to_string();
         let headers = OwnedHeaders::new()
@@ -639,7 +821,7 @@ impl Task {
             })
             .insert(Header {
                 key: "vigil.source.topic",
-                value: Some(&*r.topic),
+                value: Some(&**r.topic),
             })
             .insert(Header {
                 key: "vigil.source.partition",
@@ -653,8 +835,8 @@ impl Task {
                 key: "vigil.redacted_fields",
                 value: Some(redacted.as_str()),
             });
-        let key = r.key.clone().unwrap_or_default();
-        self.send(Out::DeadLetters, &key, Some(&body), Some(headers), None)
+        let key = r.key.unwrap_or_default();
+        self.send(Out::DeadLetters, key, Some(&body), Some(headers), None)
             .await
     }
 
