@@ -329,7 +329,7 @@ print(rc["p50_ms"], rc["p99_ms"], rc["p999_ms"], rc["count"], em["p50_ms"], em["
   echo "load offered at ~$3 events/s requested: ${offered:-rate not reported}; vigil used $cpu_vigil% of a core meanwhile, the broker $cpu_broker"
   echo "event-to-revocation latency at ~$3 events/s offered (hdrhistogram, $revn revocations read back from the topic of $revs_made vigil produced): p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms (produced by vigil: p50 $e50 ms, p99 $e99 ms; from its production to the reader: p50 $o50 ms, p99 $o99 ms)"
   echo "record-to-decision latency at ~$3 events/s offered (from each input record's timestamp): p50 $d50 ms, p99 $d99 ms, p99.9 $d999 ms over $latn records (Prometheus buckets, interpolated)"
-  echo "inside vigil at ~$3 events/s offered (from the consumer loop to the decision): p50 $w50 ms, p99 $w99 ms, p99.9 $w999 ms (Prometheus buckets, interpolated)"
+  echo "inside vigil at ~$3 events/s offered (from the record taken from librdkafka's queue to its decision): p50 $w50 ms, p99 $w99 ms, p99.9 $w999 ms (Prometheus buckets, interpolated)"
   if [ "$with_side" = side ]; then
     echo "input transit beside vigil at ~$3 events/s offered (a second reader of the input topic, each record against its own timestamp): p50 $i50 ms, p99 $i99 ms, p99.9 $i999 ms"
   fi
