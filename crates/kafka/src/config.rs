@@ -60,7 +60,8 @@ pub struct KafkaConfig {
     /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "SCRAM-SHA-512"`. They take
     /// precedence over Vigil's tuning defaults (`fetch.wait.max.ms`, `linger.ms`,
     /// `heartbeat.interval.ms`, `statistics.interval.ms`, `queued.max.messages.kbytes`,
-    /// `fetch.queue.backoff.ms`); settings the guarantees depend on are refused.
+    /// `fetch.queue.backoff.ms`, `compression.type`); settings the guarantees depend on are
+    /// refused.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
     /// librdkafka settings whose values are secrets, read from the environment or a file
