@@ -321,7 +321,7 @@ fn report(
         let inside = metrics.internal_latency.get_sample_sum();
         println!(
             "record-to-decision latency: mean {:.2} ms from each record's timestamp, of which \
-             {:.2} ms inside Vigil (consumer loop to decision), over {n} records",
+             {:.2} ms inside Vigil (from librdkafka's queue to decision), over {n} records",
             sum * 1000.0 / n as f64,
             inside * 1000.0 / n as f64
         );
