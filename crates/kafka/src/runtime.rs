@@ -704,14 +704,10 @@ pub async fn run(
                         warn!(partition = p, "A partition task has stopped; its records will be reprocessed after the next rebalance.");
                     }
                 }
-                if let Some(e) = failure {
-                    match classify(&e) {
-                        RetryHint::Fatal => break Err(RuntimeError::Kafka { context: "consumer failed".into(), source: e }),
-                        RetryHint::Retry => {
-                            warn!(error = %e, "Consumer error; retrying.");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
+                if let Some(e) = failure
+                    && let Err(e) = after_consumer_error(e, None).await
+                {
+                    break Err(e);
                 }
             }
         }
@@ -740,6 +736,28 @@ pub async fn run(
     stopped(tasks).await;
     producer_flush(&producer);
     result.and(final_commit)
+}
+
+/// What an error read from the consumer (`partition`: from that partition's queue) means
+/// for the loop that read it: a fatal one is returned; after a retryable one, a warning and a
+/// pause before reading on.
+pub(crate) async fn after_consumer_error(
+    e: rdkafka::error::KafkaError,
+    partition: Option<i32>,
+) -> Result<(), RuntimeError> {
+    if classify(&e) == RetryHint::Fatal {
+        let context = match partition {
+            Some(p) => format!("partition {p} consumer failed"),
+            None => "consumer failed".into(),
+        };
+        return Err(RuntimeError::Kafka { context, source: e });
+    }
+    match partition {
+        Some(p) => warn!(partition = p, error = %e, "Consumer error; retrying."),
+        None => warn!(error = %e, "Consumer error; retrying."),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
 }
 
 /// Polls `f` once: its output if it is ready now, `None` if it would have to wait.

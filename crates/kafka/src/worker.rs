@@ -25,7 +25,7 @@ use vigil_model::{RejectReason, Rejection, SessionEvent, SourceFormat};
 use vigil_sign::SetSigner;
 
 use crate::config::OutputTopics;
-use crate::error::{RetryHint, RuntimeError, classify};
+use crate::error::RuntimeError;
 use crate::metrics::Metrics;
 use crate::runtime::VigilContext;
 
@@ -412,28 +412,15 @@ impl Task {
                         .iter()
                         .map(|(i, m)| Record::read(m, &queues[*i].topic, arrived))
                         .collect();
-                    if let Err(e) = self.process(&records).await {
-                        warn!(partition = self.partition, error = %e, "Partition task stopped.");
-                        let _ = fatal.send(e);
+                    if !self.process(&records, &fatal).await {
                         return;
                     }
-                    if let Some(e) = failure {
-                        match classify(&e) {
-                            RetryHint::Fatal => {
-                                let _ = fatal.send(RuntimeError::Kafka {
-                                    context: format!(
-                                        "partition {} consumer failed",
-                                        self.partition
-                                    ),
-                                    source: e,
-                                });
-                                return;
-                            }
-                            RetryHint::Retry => {
-                                warn!(partition = self.partition, error = %e, "Consumer error; retrying.");
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            }
-                        }
+                    if let Some(e) = failure
+                        && let Err(e) =
+                            crate::runtime::after_consumer_error(e, Some(self.partition)).await
+                    {
+                        let _ = fatal.send(e);
+                        return;
                     }
                     continue;
                 }
@@ -443,9 +430,7 @@ impl Task {
             match cmd {
                 Command::Records(handed) => {
                     let records: Vec<Record<'_>> = handed.iter().map(Record::handed).collect();
-                    if let Err(e) = self.process(&records).await {
-                        warn!(partition = self.partition, error = %e, "Partition task stopped.");
-                        let _ = fatal.send(e);
+                    if !self.process(&records, &fatal).await {
                         return;
                     }
                 }
@@ -499,8 +484,13 @@ impl Task {
     /// Processes records in order. They are read a group ahead of the group being
     /// processed, and the state each will look up is read then: the engine waits on memory
     /// (at a million sessions most of its time), and this way the waits of a group overlap
-    /// one another and the work on the group before.
-    async fn process(&mut self, records: &[Record<'_>]) -> Result<(), RuntimeError> {
+    /// one another and the work on the group before. False when the task must stop (the
+    /// error has gone to `fatal`).
+    async fn process(
+        &mut self,
+        records: &[Record<'_>],
+        fatal: &mpsc::UnboundedSender<RuntimeError>,
+    ) -> bool {
         let mut records = records.iter();
         let mut events = std::mem::take(&mut self.events);
         let (mut group_events, mut ahead_events) = events.split_at_mut(PREFETCH_GROUP);
@@ -511,7 +501,11 @@ impl Task {
             self.read_ahead(&mut records, &mut ahead, ahead_events);
             for ((r, read), ev) in group.drain(..).zip(group_events.iter_mut()) {
                 let record_len = r.payload.map_or(0, <[u8]>::len);
-                self.handle(r, read.map(|()| &*ev)).await?;
+                if let Err(e) = self.handle(r, read.map(|()| &*ev)).await {
+                    warn!(partition = self.partition, error = %e, "Partition task stopped.");
+                    let _ = fatal.send(e);
+                    return false;
+                }
                 // An outsized record's strings are not kept: an event's strings keep the
                 // largest capacity they were given.
                 if record_len > SPENT_RECORD_MAX {
@@ -522,7 +516,7 @@ impl Task {
             std::mem::swap(&mut group_events, &mut ahead_events);
         }
         self.events = events;
-        Ok(())
+        true
     }
 
     /// Reads up to [`PREFETCH_GROUP`] records into `into` (empty on entry), their events into
